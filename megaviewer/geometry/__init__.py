@@ -1,0 +1,1 @@
+"""Pure, batched geometry: rotations, Procrustes alignment and mesh-recovery metrics."""
