@@ -24,6 +24,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give exports the usual permissions
     try:
         yield tmp
         with open(tmp, "rb") as handle:

@@ -1,0 +1,210 @@
+"""Generation: deterministic (one pass), stochastic (MaskGIT/MUSE-style) and unconditional sampling.
+
+Deterministic (paper Sec. 3.4, reference-facts §4.1): all N tokens masked, one decoder pass, argmax. The
+encoder only sees the cls token, so its (cached) constant output is used.
+
+Iterative (§4.2 with the paper's schedule): start all-masked; at step t = 1..T with temperature temp_t
+1. logits for all positions given the currently visible tokens;
+2. candidate = argmax(logits + temp_t G), G ~ Gumbel(0, 1) iid -- i.e. a sample of softmax(logits/temp_t);
+   score = RAW logit of the chosen index (as the original); visible positions keep their token, score +inf;
+3. confidence = score + temp_t G' (fresh Gumbel); the n_t most confident positions are visible after the
+   step, n_t from ``masking.tokens_revealed_by_step`` -- strictly increasing, n_T = N, so every token is
+   sampled (the original forced the last one to index 0).
+Everything is vectorised over the batch; the only Python loop is over steps.
+
+Noise comes only from the ``generator`` argument: a single ``torch.Generator`` draws the whole batch's
+noise at once; a sequence of generators (one per output row) draws each row's noise from its own
+generator, in the same order a batch-of-one call would, so a batched call reproduces per-sample calls
+exactly (up to the model's float round-off between batch sizes). ``None`` uses a freshly seeded generator.
+
+Output rows are item-major: row = item * Q + q for Q samples per conditioning item. Rotation and camera are
+predicted once per item (deterministic, image-only, §2) and repeated for its Q samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from megaviewer.masking import tokens_revealed_by_step
+from megaviewer.model.conditioning import CondEncoding
+from megaviewer.model.mega import Mega
+
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
+TemperatureFn = Callable[[int, int], float]  # (step t in 1..T, T) -> temperature
+
+
+@dataclass
+class Trace:
+    """Per-step state of a generation (T steps, B rows, N tokens).
+
+    ``tokens[t]`` holds the committed tokens at visible positions and that step's sampled candidate at the
+    still-masked ones, so a viewer can draw a complete mesh at every step; ``torch.where(visible[t],
+    tokens[t], 0)`` gives the paper's Fig. 3 view (masked shown as codebook entry 0).
+    """
+
+    tokens: torch.Tensor  # (T, B, N) long
+    visible: torch.Tensor  # (T, B, N) bool, visible after step t
+    revealed: torch.Tensor  # (T, B, N) bool, newly visible at step t
+    temperatures: tuple[float, ...]
+
+
+@dataclass
+class GenerationResult:
+    tokens: torch.Tensor  # (B, N) long, complete
+    rot6d: torch.Tensor | None  # (B, 6)
+    cam: torch.Tensor | None  # (B, 3) = [s, tx, ty]
+    trace: Trace | None = None
+    num_samples: int = 1  # Q samples per conditioning item; rows are item-major
+
+
+class _Noise:
+    """Gumbel(0, 1) draws from the caller's generator(s), returned on ``device`` in float32."""
+
+    def __init__(self, generator: GeneratorArg, rows: int, device: torch.device):
+        if generator is None:
+            generator = torch.Generator()
+            generator.seed()
+        if isinstance(generator, torch.Generator):
+            self.shared: torch.Generator | None = generator
+            self.per_row: list[torch.Generator] = []
+        else:
+            self.shared = None
+            self.per_row = list(generator)
+            if len(self.per_row) != rows:
+                raise ValueError(f"got {len(self.per_row)} generators for {rows} output rows")
+        self.rows, self.device = rows, device
+
+    def gumbel(self, *shape: int) -> torch.Tensor:
+        if self.shared is not None:
+            u = torch.rand((self.rows, *shape), generator=self.shared, device=self.shared.device)
+        else:
+            u = torch.stack([torch.rand(shape, generator=g, device=g.device).to(self.device)
+                             for g in self.per_row])
+        u = u.to(self.device).clamp_(min=torch.finfo(torch.float32).tiny)
+        return -torch.log(-torch.log(u))
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Mega) -> Iterator[None]:
+    """Generation needs eval mode (the rot/cam head has dropout); restore the caller's mode afterwards."""
+    was_training = model.training
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _as_encoding(model: Mega, cond: CondEncoding | Mapping[str, torch.Tensor]) -> CondEncoding:
+    return cond if isinstance(cond, CondEncoding) else model.encode_conditioning(cond)
+
+
+def _device(model: Mega) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def deterministic(model: Mega, cond: CondEncoding | Mapping[str, torch.Tensor],
+                  return_trace: bool = False) -> GenerationResult:
+    """One decoder pass on N mask tokens (cached encoder constant), argmax per position."""
+    with _eval_mode(model):
+        enc = _as_encoding(model, cond)
+        b, n, dev = enc.batch, model.config.seq_len, _device(model)
+        tokens = torch.zeros(b, n, dtype=torch.long, device=dev)
+        visible = torch.zeros(b, n, dtype=torch.bool, device=dev)
+        out = model.token_logits(tokens, visible, enc).argmax(dim=-1)
+        rot6d, cam = model.predict_rotcam(enc.pooled)
+    trace = None
+    if return_trace:
+        full = torch.ones(1, b, n, dtype=torch.bool, device=dev)
+        trace = Trace(out[None].clone(), full, full.clone(), (0.0,))
+    return GenerationResult(out, rot6d, cam, trace, 1)
+
+
+@torch.inference_mode()
+def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_fn: TemperatureFn,
+                       generator: GeneratorArg = None,
+                       return_trace: bool = False) -> torch.Tensor | tuple[torch.Tensor, Trace]:
+    """The iterative sampler on an already-expanded ``cond`` (one row per output sample).
+
+    Returns tokens (B, N), or (tokens, Trace) when ``return_trace``.
+    """
+    with _eval_mode(model):
+        b, n, dev = cond.batch, model.config.seq_len, _device(model)
+        s = model.config.vocab
+        noise = _Noise(generator, b, dev)
+        schedule = tokens_revealed_by_step(n, steps)
+        tokens = torch.zeros(b, n, dtype=torch.long, device=dev)
+        visible = torch.zeros(b, n, dtype=torch.bool, device=dev)
+        temps: list[float] = []
+        rec_tokens, rec_visible, rec_revealed = [], [], []
+        for t in range(1, steps + 1):
+            temp = float(temperature_fn(t, steps))
+            temps.append(temp)
+            logits = model.token_logits(tokens, visible, cond).float()
+            candidate = (logits + temp * noise.gumbel(n, s)).argmax(dim=-1)
+            score = logits.gather(-1, candidate[..., None])[..., 0]
+            candidate = torch.where(visible, tokens, candidate)
+            score = score.masked_fill(visible, float("inf"))
+            confidence = score + temp * noise.gumbel(n)
+            order = confidence.argsort(dim=1, descending=True, stable=True)
+            new_visible = torch.zeros_like(visible).scatter_(1, order[:, : schedule[t - 1]], True)
+            if return_trace:
+                rec_tokens.append(candidate)
+                rec_visible.append(new_visible)
+                rec_revealed.append(new_visible & ~visible)
+            tokens = candidate.masked_fill(~new_visible, 0)
+            visible = new_visible
+    if not return_trace:
+        return tokens
+    trace = Trace(torch.stack(rec_tokens), torch.stack(rec_visible), torch.stack(rec_revealed), tuple(temps))
+    return tokens, trace
+
+
+def _repeat(x: torch.Tensor | None, q: int) -> torch.Tensor | None:
+    return None if x is None or q == 1 else x.repeat_interleave(q, dim=0)
+
+
+@torch.inference_mode()
+def stochastic(model: Mega, cond: CondEncoding | Mapping[str, torch.Tensor], num_samples: int = 1,
+               steps: int = 5, temperature: float = 1.0, generator: GeneratorArg = None,
+               return_trace: bool = False) -> GenerationResult:
+    """Q = ``num_samples`` samples per conditioning item in one batch; temperature A (1 - t/T).
+
+    Conditioning is encoded once and repeated (not recomputed) for the Q samples. Paper settings: HRNet
+    T=5, A=1; ResNet T=2, A=10.
+    """
+    if num_samples < 1 or steps < 1 or temperature < 0:
+        raise ValueError("need num_samples >= 1, steps >= 1 and temperature >= 0")
+    with _eval_mode(model):
+        enc = _as_encoding(model, cond)
+        rot6d, cam = model.predict_rotcam(enc.pooled)
+    rows = enc.repeat(num_samples) if num_samples > 1 else enc
+    out = generate_iterative(model, rows, steps, lambda t, T: temperature * (1.0 - t / T), generator,
+                             return_trace)
+    tokens, trace = out if return_trace else (out, None)
+    rot6d = rot6d if num_samples == 1 else _repeat(rot6d, num_samples)
+    cam = cam if num_samples == 1 else _repeat(cam, num_samples)
+    return GenerationResult(tokens, rot6d, cam, trace, num_samples)
+
+
+@torch.inference_mode()
+def unconditional(model: Mega, num_samples: int, steps: int = 20, temperature: float = 1.2,
+                  generator: GeneratorArg = None, return_trace: bool = False) -> GenerationResult:
+    """Random meshes from a (pretrained) model without conditioning; temperature (A (1 - t/T))^6 (paper).
+
+    The original code used A^5 (1 - t/T)^6 with A = 1.3 (§10.7); we follow the paper. On a conditioned
+    model this runs it without conditioning tokens, which it was not trained for.
+    """
+    if num_samples < 1 or steps < 1 or temperature < 0:
+        raise ValueError("need num_samples >= 1, steps >= 1 and temperature >= 0")
+    out = generate_iterative(model, CondEncoding.empty(num_samples), steps,
+                             lambda t, T: (temperature * (1.0 - t / T)) ** 6, generator, return_trace)
+    tokens, trace = out if return_trace else (out, None)
+    return GenerationResult(tokens, None, None, trace, num_samples)

@@ -1,0 +1,207 @@
+"""Conditioners: turn an image crop and/or 2D keypoints into decoder tokens plus a pooled feature.
+
+Each conditioner maps its input to ``(tokens (B, L, D), pooled (B, C))``. The decoder receives the
+concatenation of all token sequences (canonical order: image, then keypoints) in front of
+``[cls, mesh slots]``; the rotation/camera head reads the concatenation of the pooled features. Inputs
+are passed as a dict keyed by conditioner kind (``{"image": ..., "keypoints": ...}``).
+
+``CondEncoding`` holds the result so generation computes backbone features once and reuses them for all
+steps and all samples (the original recomputed the backbone for every sample and step, §4.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from megaviewer.model.config import ConditioningConfig
+from megaviewer.model.transformer import sinusoidal_encoding, trunc_normal_
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CondEncoding:
+    """Encoded conditioning for a batch of ``batch`` items (tokens/pooled are None when absent)."""
+
+    tokens: torch.Tensor | None  # (B, L, D) decoder conditioning tokens
+    pooled: torch.Tensor | None  # (B, C) features for the rotation/camera head
+    batch: int
+
+    @classmethod
+    def empty(cls, batch: int) -> CondEncoding:
+        """No conditioning (pretraining / unconditional generation)."""
+        return cls(None, None, batch)
+
+    def repeat(self, times: int) -> CondEncoding:
+        """Each item repeated ``times`` times consecutively (item-major: b0,b0,..,b1,b1,..).
+
+        Used for Q samples per image: features are copied, never recomputed.
+        """
+        def rep(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.repeat_interleave(times, dim=0)
+
+        return CondEncoding(rep(self.tokens), rep(self.pooled), self.batch * times)
+
+    def to(self, device: torch.device | str) -> CondEncoding:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return CondEncoding(move(self.tokens), move(self.pooled), self.batch)
+
+
+def _create_backbone(name: str, image_size: tuple[int, int]) -> nn.Module:
+    """A timm model without classifier and without pretrained weights (we never download anything).
+
+    ViT-like models need the input size at construction (position embeddings); CNNs reject the
+    ``img_size`` argument, so we try with it first and fall back without it.
+    """
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=False, features_only=False, num_classes=0,
+                                 img_size=image_size)
+    except TypeError:
+        return timm.create_model(name, pretrained=False, features_only=False, num_classes=0)
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
+    """Load a local ``.safetensors`` state dict into a timm backbone (shape-checked).
+
+    Classifier tensors in the file are ignored (the backbone is built with ``num_classes=0``); any
+    other missing or unexpected tensor is an error naming the tensors.
+    """
+    from megaviewer.io.checkpoint import CheckpointError, load_state_into, load_tensors
+
+    tensors = load_tensors(path)
+    own = backbone.state_dict()
+    head = str(getattr(backbone, "pretrained_cfg", {}).get("classifier") or "")
+    heads = tuple(f"{h}." for h in (head, "fc", "head", "classifier") if h)
+    tensors = {k: v for k, v in tensors.items() if k in own or not k.startswith(heads)}
+    missing = sorted(set(own) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{path} lacks backbone tensors: {', '.join(missing[:8])}"
+                              f"{' ...' if len(missing) > 8 else ''}")
+    load_state_into(backbone, tensors, path, strict=True)
+
+
+class ImageConditioner(nn.Module):
+    """Any timm backbone -> feature tokens -> Linear(C, D) + fixed sinusoidal code (reference-facts §2).
+
+    Input: (B, 3, H, W) crop normalised with ``self.mean``/``self.std`` (ImageNet by default). CNN
+    feature maps (B, C, h, w) are flattened row-major into h*w tokens; ViT outputs keep their patch tokens
+    (prefix/cls tokens dropped). The pooled feature is the mean over tokens (dim C), as the original's
+    spatial average pooling. Note timm's ``hrnet_w48`` ends in its classification neck (2048 channels),
+    not the original's 720-channel 4-branch concatenation.
+    """
+
+    input_key = "image"
+
+    def __init__(self, backbone: str, dim: int, image_size: tuple[int, int] = (224, 224),
+                 weights: str | Path | None = None):
+        super().__init__()
+        self.backbone = _create_backbone(backbone, tuple(image_size))
+        if weights is not None:
+            load_backbone_weights(self.backbone, weights)
+        self.pooled_dim = int(self.backbone.num_features)
+        self.dim = dim
+        self.proj = nn.Linear(self.pooled_dim, dim)
+        cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
+        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(cfg.get("std", IMAGENET_STD))
+
+    def feature_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features as a token sequence (B, L, C)."""
+        feats = self.backbone.forward_features(images)
+        if isinstance(feats, (list, tuple)):
+            feats = feats[-1]
+        if feats.ndim == 4:
+            if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":  # e.g. timm Swin
+                return feats.flatten(1, 2)
+            return feats.flatten(2).transpose(1, 2)
+        if feats.ndim == 3:
+            prefix = int(getattr(self.backbone, "num_prefix_tokens", 0))
+            return feats[:, prefix:]
+        raise ValueError(f"unsupported backbone feature shape {tuple(feats.shape)}")
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.feature_tokens(images)
+        pe = sinusoidal_encoding(feats.shape[1], self.dim, device=feats.device, dtype=feats.dtype)
+        return self.proj(feats) + pe, feats.mean(dim=1)
+
+
+class KeypointConditioner(nn.Module):
+    """COCO-17 keypoints (B, K, 3) = (x, y, confidence), x/y in normalised crop coords [-1, 1].
+
+    One token per keypoint: MLP([x, y, c]) + learned keypoint-type embedding. Confidence-aware: a
+    keypoint with confidence 0 is "missing" -- its coordinates are zeroed (so a detector's garbage
+    coordinates cannot leak in) and a learned "missing" embedding is added. Confidences are clamped to
+    [0, 1] (NaN counts as missing). The pooled feature is a small MLP on all (masked) keypoints
+    flattened, which keeps joint identity -- needed to infer the global rotation -- unlike a mean over
+    per-keypoint features.
+    """
+
+    input_key = "keypoints"
+
+    def __init__(self, num_keypoints: int, dim: int, hidden: int = 256):
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.point_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.type_emb = nn.Parameter(torch.zeros(num_keypoints, dim))
+        self.missing_emb = nn.Parameter(torch.zeros(dim))
+        self.pool_mlp = nn.Sequential(nn.Linear(3 * num_keypoints, hidden), nn.GELU(),
+                                      nn.Linear(hidden, hidden))
+        self.pooled_dim = hidden
+        trunc_normal_(self.type_emb)
+        trunc_normal_(self.missing_emb)
+
+    def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (self.num_keypoints, 3):
+            raise ValueError(f"keypoints must be (B, {self.num_keypoints}, 3), got {tuple(keypoints.shape)}")
+        conf = torch.nan_to_num(keypoints[..., 2:3], nan=0.0).clamp(0.0, 1.0)
+        present = conf > 0
+        xy = torch.where(present, keypoints[..., :2], torch.zeros_like(keypoints[..., :2]))  # NaN-safe
+        clean = torch.cat([xy, conf], dim=-1)
+        tokens = self.point_mlp(clean) + self.type_emb + (~present) * self.missing_emb
+        return tokens, self.pool_mlp(clean.flatten(1))
+
+
+ConditionerFactory = Callable[[ConditioningConfig, int], nn.Module]
+_CONDITIONERS: dict[str, ConditionerFactory] = {
+    "image": lambda cfg, dim: ImageConditioner(cfg.image_backbone, dim, cfg.image_size, cfg.backbone_weights),
+    "keypoints": lambda cfg, dim: KeypointConditioner(cfg.num_keypoints, dim, cfg.keypoint_hidden),
+}
+
+
+def register_conditioner(kind: str, factory: ConditionerFactory) -> None:
+    """Register a conditioner factory; the kind must also be in ``config.CONDITIONER_ORDER``."""
+    _CONDITIONERS[kind] = factory
+
+
+class ConditioningStack(nn.Module):
+    """All configured conditioners; concatenates their tokens and pooled features."""
+
+    def __init__(self, config: ConditioningConfig, dim: int):
+        super().__init__()
+        self.kinds = tuple(config.kinds)
+        self.conditioners = nn.ModuleDict({kind: _CONDITIONERS[kind](config, dim) for kind in self.kinds})
+        self.pooled_dim = sum(int(c.pooled_dim) for c in self.conditioners.values())
+
+    def forward(self, cond: Mapping[str, torch.Tensor]) -> CondEncoding:
+        missing = [k for k in self.kinds if k not in cond]
+        if missing:
+            raise ValueError(f"conditioning inputs missing: {missing} (model expects {list(self.kinds)})")
+        tokens, pooled = [], []
+        for kind in self.kinds:
+            t, p = self.conditioners[kind](cond[kind])
+            tokens.append(t)
+            pooled.append(p)
+        batches = {t.shape[0] for t in tokens}
+        if len(batches) != 1:
+            raise ValueError(f"conditioning inputs disagree on batch size: {sorted(batches)}")
+        return CondEncoding(torch.cat(tokens, dim=1), torch.cat(pooled, dim=1), batches.pop())

@@ -1,0 +1,150 @@
+"""Dataclass configs for MEGA and named presets (timm-style registry).
+
+Why a registry: the paper-sized model, the CPU model we ship and the tiny test model are the same class
+with different numbers; naming them keeps scripts, checkpoints and tests talking about the same thing.
+Configs round-trip through JSON (``to_dict``/``from_dict``) so a checkpoint folder is self-describing.
+This module imports neither torch nor timm, so reading a config stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+KIND = "mega"
+#: Canonical order of the conditioners; their token sequences are concatenated in this order.
+CONDITIONER_ORDER: tuple[str, ...] = ("image", "keypoints")
+
+
+@dataclass
+class ConditioningConfig:
+    """Which conditioners feed the decoder (none = unconditional pretraining model).
+
+    ``kinds`` is normalised to the canonical order ``("image", "keypoints")`` so that the decoder token
+    order does not depend on how a user spelled the list.
+    """
+
+    kinds: tuple[str, ...] = ()
+    image_backbone: str = "resnet50"
+    image_size: tuple[int, int] = (224, 224)  # (H, W) of the crop the backbone sees
+    backbone_weights: str | None = None  # local .safetensors file; nothing is ever downloaded
+    num_keypoints: int = 17  # COCO-17
+    keypoint_hidden: int = 256  # width of the keypoint MLPs and of the keypoint pooled feature
+
+    def __post_init__(self) -> None:
+        kinds = tuple(self.kinds)
+        unknown = [k for k in kinds if k not in CONDITIONER_ORDER]
+        if unknown:
+            raise ValueError(f"unknown conditioning kinds {unknown}; choose among {list(CONDITIONER_ORDER)}")
+        self.kinds = tuple(k for k in CONDITIONER_ORDER if k in kinds)
+        size = self.image_size
+        self.image_size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        if self.num_keypoints < 1 or self.keypoint_hidden < 1:
+            raise ValueError("num_keypoints and keypoint_hidden must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kinds"] = list(self.kinds)
+        data["image_size"] = list(self.image_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConditioningConfig:
+        _check_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass
+class MegaConfig:
+    """MEGA transformer sizes (reference-facts §2). Defaults are the paper's numbers."""
+
+    seq_len: int = 54  # N tokens per mesh
+    vocab: int = 512  # S codebook entries
+    dim: int = 1024  # D
+    enc_depth: int = 12
+    dec_depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    head_dropout: float = 0.5  # dropout of the rotation/camera head (original value)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    kind: str = KIND
+
+    def __post_init__(self) -> None:
+        if isinstance(self.conditioning, dict):
+            self.conditioning = ConditioningConfig.from_dict(self.conditioning)
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if min(self.seq_len, self.vocab, self.dim, self.enc_depth, self.heads) < 1 or self.dec_depth < 1:
+            raise ValueError("seq_len, vocab, dim, depths and heads must be positive")
+        if self.kind != KIND:
+            raise ValueError(f"config kind {self.kind!r} is not {KIND!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["conditioning"] = self.conditioning.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MegaConfig:
+        _check_keys(cls, data)
+        data = dict(data)
+        data["conditioning"] = ConditioningConfig.from_dict(data.get("conditioning", {}))
+        return cls(**data)
+
+
+def _check_keys(cls: type, data: dict[str, Any]) -> None:
+    """Unknown keys are an error: a typo in a config file must not silently fall back to a default."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+
+
+_PRESETS: dict[str, Callable[[], MegaConfig]] = {}
+
+
+def register_preset(name: str) -> Callable[[Callable[[], MegaConfig]], Callable[[], MegaConfig]]:
+    """Decorator registering a zero-argument factory under ``name``."""
+
+    def wrap(factory: Callable[[], MegaConfig]) -> Callable[[], MegaConfig]:
+        if name in _PRESETS:
+            raise ValueError(f"preset {name!r} already registered")
+        _PRESETS[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str, **overrides: Any) -> MegaConfig:
+    """A fresh config for preset ``name`` with dataclass fields replaced by ``overrides``."""
+    if name not in _PRESETS:
+        raise KeyError(f"unknown MEGA preset {name!r}; available: {list_presets()}")
+    config = _PRESETS[name]()
+    if "conditioning" in overrides and isinstance(overrides["conditioning"], dict):
+        overrides["conditioning"] = ConditioningConfig.from_dict(overrides["conditioning"])
+    return replace(config, **overrides) if overrides else config
+
+
+@register_preset("paper")
+def _paper() -> MegaConfig:
+    """The paper's transformer: D=1024, 12 encoder / 4 decoder blocks of 4 heads, HRNet-W48 image input."""
+    return MegaConfig(conditioning=ConditioningConfig(kinds=("image",), image_backbone="hrnet_w48"))
+
+
+@register_preset("cpu_small")
+def _cpu_small() -> MegaConfig:
+    """The model we ship for CPU inference: keypoint-conditioned, D=256, 4 + 4 blocks."""
+    return MegaConfig(dim=256, enc_depth=4, dec_depth=4, heads=4,
+                      conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=256))
+
+
+@register_preset("test_tiny")
+def _test_tiny() -> MegaConfig:
+    """A few-thousand-parameter model for unit tests (milliseconds per forward on a CPU)."""
+    return MegaConfig(dim=32, enc_depth=1, dec_depth=1, heads=2,
+                      conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=32))

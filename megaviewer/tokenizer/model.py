@@ -1,0 +1,142 @@
+"""Mesh-VQ-VAE: a fully convolutional mesh autoencoder with a vector-quantised bottleneck.
+
+Encoder: conv on each level, learnt pooling between levels, ending with ``latent_dim`` channels on the
+coarsest level's vertices (54 by default) -> one token per coarse vertex. Decoder: the mirror image
+(conv + learnt unpooling), last layer without activation. Same layer recipe as the original
+``config_medium`` (reference-facts §1.3), but for any hierarchy (see ``hierarchy.py``). The network is
+batch-size agnostic (the original allocated buffers of a fixed batch, §10.11).
+
+The hierarchy's tables are persistent buffers, so a checkpoint is self-contained; the config records the
+hierarchy fingerprint and is checked on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from megaviewer.tokenizer.hierarchy import MeshHierarchy
+from megaviewer.tokenizer.layers import VcConv
+from megaviewer.tokenizer.quantizer import EMAQuantizer, QuantizerOutput
+
+KIND = "mesh_vqvae"
+
+
+@dataclass
+class TokenizerConfig:
+    level_sizes: list[int] = field(default_factory=lambda: [1229, 400, 128, 54])
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # conv width at levels 0..L-2
+    latent_dim: int = 9
+    num_codes: int = 512
+    weight_num: int = 9
+    decay: float = 0.99
+    commitment: float = 0.25
+    restart_threshold: float = 0.05
+    body: str = "anny"
+    hierarchy_fingerprint: str = ""
+    kind: str = KIND
+
+    @property
+    def num_tokens(self) -> int:
+        return self.level_sizes[-1]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TokenizerConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class TokenizerOutput:
+    vertices: torch.Tensor  # (B, V, 3) reconstruction, centroid-centred
+    ids: torch.Tensor  # (B, N)
+    commitment_loss: torch.Tensor
+    perplexity: torch.Tensor
+
+
+class MeshVQVAE(nn.Module):
+    def __init__(self, config: TokenizerConfig, hierarchy: MeshHierarchy):
+        super().__init__()
+        if hierarchy.level_sizes != list(config.level_sizes):
+            raise ValueError(f"hierarchy levels {hierarchy.level_sizes} != config {config.level_sizes}")
+        if len(config.channels) != len(config.level_sizes) - 1:
+            raise ValueError("need one channel width per level except the coarsest")
+        self.config = config
+        self.config.hierarchy_fingerprint = hierarchy.fingerprint
+        wn = config.weight_num
+        widths = [3, *config.channels]
+        enc: list[nn.Module] = []
+        for level, (cin, cout) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            enc.append(VcConv(hierarchy.conv[level], cin, cout, wn, 0.0, activation=True))
+            enc.append(VcConv(hierarchy.pool[level], cout, cout, 0, 1.0, activation=False))
+        enc.append(VcConv(hierarchy.conv[-1], widths[-1], config.latent_dim, wn, 0.0, activation=True))
+        dec: list[nn.Module] = [VcConv(hierarchy.conv[-1], config.latent_dim, widths[-1], wn, 0.0, True)]
+        for level in reversed(range(len(config.channels))):
+            cin = widths[level + 1]
+            cout = widths[level] if level > 0 else widths[1]
+            dec.append(VcConv(hierarchy.unpool[level], cin, cin, 0, 1.0, activation=False))
+            last = level == 0
+            dec.append(VcConv(hierarchy.conv[level], cin, 3 if last else widths[level], wn, 0.0,
+                              activation=not last))
+            del cout
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+        self.quantizer = EMAQuantizer(config.num_codes, config.latent_dim, config.decay, config.commitment,
+                                      restart_threshold=config.restart_threshold)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.config.num_tokens
+
+    @property
+    def num_vertices(self) -> int:
+        return self.config.level_sizes[0]
+
+    def encode_latents(self, vertices: torch.Tensor) -> torch.Tensor:
+        centred = vertices - vertices.mean(dim=-2, keepdim=True)
+        return self.encoder(centred.transpose(0, 1)).transpose(0, 1)
+
+    def encode(self, vertices: torch.Tensor) -> torch.Tensor:
+        """Canonical meshes (B, V, 3) -> token ids (B, N) long."""
+        return self.quantizer.nearest(self.encode_latents(vertices))
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, N) -> centroid-centred canonical vertices (B, V, 3)."""
+        codes = self.quantizer.lookup(ids).to(next(self.decoder.parameters()).dtype)
+        return self.decode_latents(codes)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(latents.transpose(0, 1)).transpose(0, 1)
+        return out - out.mean(dim=-2, keepdim=True)
+
+    def forward(self, vertices: torch.Tensor) -> TokenizerOutput:
+        q: QuantizerOutput = self.quantizer(self.encode_latents(vertices))
+        return TokenizerOutput(self.decode_latents(q.quantized), q.ids, q.commitment_loss, q.perplexity)
+
+    # ---- persistence -------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        from megaviewer.io.checkpoint import save_checkpoint
+
+        return save_checkpoint(folder, self, self.config.to_dict())
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, map_location: str | torch.device = "cpu"
+                        ) -> MeshVQVAE:
+        """Load a tokenizer checkpoint folder (default: the shipped one in ``resources/tokenizer``)."""
+        from megaviewer.io.checkpoint import load_checkpoint_tensors, load_config, load_state_into
+        from megaviewer.paths import tokenizer_dir
+        from megaviewer.tokenizer.cache import hierarchy_from_state
+
+        folder = Path(folder) if folder is not None else tokenizer_dir()
+        config = TokenizerConfig.from_dict(load_config(folder, expected_kind=KIND))
+        tensors = load_checkpoint_tensors(folder)
+        hierarchy = hierarchy_from_state(tensors, config)
+        model = cls(config, hierarchy)
+        load_state_into(model, tensors, folder)
+        return model.to(map_location).eval()
