@@ -1,0 +1,183 @@
+"""The inference engine: one object that turns observations (2D keypoints and/or an image crop) into
+meshes, for the CLI, the GUI, the benchmarks and library users.
+
+``Engine.from_pretrained()`` loads the shipped default (``resources/default`` + ``resources/tokenizer``)
+on CUDA when available, else the CPU. ``recover`` runs deterministic (one decoder pass with the cached
+encoder constant) or stochastic generation (Q samples in one batch, T steps) and decodes only the tokens
+it returns; the trace's per-step meshes are decoded lazily by :meth:`decode_tokens` when a viewer asks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from megaviewer import generate
+from megaviewer.geometry.rotations import rot6d_to_matrix
+from megaviewer.model.mega import Mega, load_mega
+from megaviewer.result import RecoveryResult
+from megaviewer.tokenizer.model import MeshVQVAE
+
+MODES = ("deterministic", "stochastic")
+
+
+@dataclass
+class CropBox:
+    """Square crop in the full image: centre (x, y) and side, in pixels, plus the image size (W, H)."""
+
+    center: tuple[float, float]
+    side: float
+    image_size: tuple[int, int]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Engine:
+    def __init__(self, model: Mega, tokenizer: MeshVQVAE, coco_regressor: torch.Tensor,
+                 device: torch.device | str | None = None, name: str = "custom",
+                 unconditional_model: Mega | None = None):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer.to(self.device).eval()
+        self.unconditional_model = unconditional_model.to(self.device).eval() if unconditional_model else None
+        self.coco_regressor = coco_regressor.to(self.device, torch.float32)
+        self.faces = self._faces()
+        self.name = name
+        if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
+            raise ValueError(f"model expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
+                             f"the tokenizer has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
+
+    def _faces(self) -> torch.Tensor:
+        from megaviewer.body.assets import BodyAssets
+
+        return BodyAssets.load(self.tokenizer.config.body).faces
+
+    # ---------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: torch.device | str | None = None,
+                        tokenizer_path: str | Path | None = None) -> Engine:
+        """Load a MEGA checkpoint folder (default: shipped) and its tokenizer (default: shipped)."""
+        from megaviewer.body.assets import BodyAssets
+        from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir
+
+        folder = Path(path) if path is not None else default_model_dir()
+        dev = torch.device(device) if device is not None else default_device()
+        model = load_mega(folder, map_location=dev)
+        tok_folder = Path(tokenizer_path) if tokenizer_path is not None else tokenizer_dir()
+        tokenizer = MeshVQVAE.from_pretrained(tok_folder, map_location=dev)
+        uncond_dir = folder / "unconditional" if (folder / "unconditional").exists() else None
+        if uncond_dir is None and path is None and (resources_dir() / "pretrained").exists():
+            uncond_dir = resources_dir() / "pretrained"
+        uncond = load_mega(uncond_dir, map_location=dev) if uncond_dir is not None else None
+        assets = BodyAssets.load(tokenizer.config.body)
+        return cls(model, tokenizer, assets.coco_regressor, dev, name=folder.name, unconditional_model=uncond)
+
+    def describe(self) -> dict:
+        return {"model": self.name, "device": str(self.device),
+                "conditioning": list(self.model.config.conditioning.kinds),
+                "tokens": self.tokenizer.num_tokens, "codes": self.tokenizer.config.num_codes}
+
+    # -------------------------------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (..., N) -> canonical vertices (..., V, 3) on the CPU."""
+        flat = tokens.reshape(-1, tokens.shape[-1]).to(self.device)
+        verts = self.tokenizer.decode(flat)
+        return verts.reshape(*tokens.shape[:-1], *verts.shape[-2:]).float().cpu()
+
+    def _conditioning(self, keypoints, image) -> dict[str, torch.Tensor]:
+        kinds = self.model.config.conditioning.kinds
+        cond: dict[str, torch.Tensor] = {}
+        if "keypoints" in kinds:
+            if keypoints is None:
+                raise ValueError("this model is conditioned on 2D keypoints; pass keypoints (17, 3)")
+            kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32)).reshape(-1, 17, 3)
+            kp = torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
+            cond["keypoints"] = kp.to(self.device)
+        if "image" in kinds:
+            if image is None:
+                raise ValueError("this model is conditioned on an image crop; pass image (3, H, W) normalised")
+            cond["image"] = torch.as_tensor(image, dtype=torch.float32).reshape(-1, *image.shape[-3:]).to(
+                self.device)
+        return cond
+
+    @torch.inference_mode()
+    def recover(self, keypoints=None, image=None, *, mode: str = "deterministic", num_samples: int = 1,
+                steps: int = 5, temperature: float = 1.0, seed: int | None = 0, crop: CropBox | None = None,
+                return_trace: bool = True) -> RecoveryResult:
+        """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        cond = self.model.encode_conditioning(self._conditioning(keypoints, image))
+        if mode == "deterministic":
+            out = generate.deterministic(self.model, cond, return_trace=return_trace)
+        else:
+            gen = torch.Generator(device="cpu")
+            gen.manual_seed(int(seed) if seed is not None else torch.seed())
+            out = generate.stochastic(self.model, cond, num_samples=num_samples, steps=steps,
+                                      temperature=temperature, generator=gen, return_trace=return_trace)
+        t1 = time.perf_counter()
+        timings["generate_ms"] = (t1 - t0) * 1000
+        result = self._assemble(mode, out, crop)
+        timings["decode_ms"] = (time.perf_counter() - t1) * 1000
+        result.timings_ms = timings
+        return result
+
+    @torch.inference_mode()
+    def unconditional(self, num_samples: int = 8, steps: int = 20, temperature: float = 1.2,
+                      seed: int | None = 0, return_trace: bool = True) -> RecoveryResult:
+        """Random humans from the self-supervised pre-trained model (paper App. C)."""
+        model = self.unconditional_model
+        if model is None:
+            raise ValueError("no pre-trained (unconditional) model is available for this engine")
+        gen = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed())
+        t0 = time.perf_counter()
+        out = generate.unconditional(model, num_samples, steps, temperature, gen, return_trace)
+        result = self._assemble("unconditional", out, None)
+        result.timings_ms = {"total_ms": (time.perf_counter() - t0) * 1000}
+        return result
+
+    def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None) -> RecoveryResult:
+        tokens = out.tokens
+        q = tokens.shape[0]
+        canonical = self.tokenizer.decode(tokens).float()
+        if out.rot6d is not None:
+            rotation = rot6d_to_matrix(out.rot6d.float())
+            cam = out.cam.float()
+        else:
+            rotation = torch.eye(3, device=canonical.device).expand(q, 3, 3)
+            cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
+        oriented = canonical @ rotation.transpose(-1, -2)
+        translation = torch.zeros(q, 3, device=canonical.device)
+        focal = None
+        if crop is not None:
+            from megaviewer.camera import crop_to_full
+
+            center = torch.tensor([crop.center], dtype=torch.float32, device=cam.device).expand(q, 2)
+            side = torch.full((q,), float(crop.side), device=cam.device)
+            translation, focal_t = crop_to_full(cam, center, side, crop.image_size)
+            focal = float(focal_t[0])
+        camera_vertices = oriented + translation[:, None, :]
+        joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, camera_vertices)
+        return RecoveryResult(
+            mode=mode, tokens=tokens.cpu(), canonical_vertices=canonical.cpu(), rotation=rotation.cpu(),
+            cam_weak=cam.cpu(), camera_vertices=camera_vertices.cpu(), translation=translation.cpu(),
+            focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace,
+        )
+
+
+def load_metrics(folder: str | Path | None = None) -> dict:
+    """The evaluation figures shipped beside a checkpoint (``metrics.json``), if any."""
+    from megaviewer.paths import default_model_dir
+
+    path = Path(folder or default_model_dir()) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,55 @@
+"""What a recovery returns: meshes per hypothesis, their statistics, and the generation trace.
+
+The GUI, the CLI exports and the benchmarks all read this one object; nothing here imports Qt.
+Conventions: metres; canonical meshes are centroid-centred in the shared y-up/+z-facing body frame;
+camera-frame meshes are OpenCV-style (x right, y down, z forward) = R · canonical + translation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from megaviewer.generate import Trace
+
+
+@dataclass
+class RecoveryResult:
+    mode: str  # "deterministic" | "stochastic" | "unconditional"
+    tokens: torch.Tensor  # (Q, N) long
+    canonical_vertices: torch.Tensor  # (Q, V, 3)
+    rotation: torch.Tensor  # (Q, 3, 3) camera-frame orientation (identity when unconditioned)
+    cam_weak: torch.Tensor  # (Q, 3) [s, tx, ty] in normalised crop coordinates
+    camera_vertices: torch.Tensor  # (Q, V, 3) oriented, translated when a crop box was given
+    translation: torch.Tensor  # (Q, 3) camera-frame translation of the mesh centroid (0 if unknown)
+    focal: float | None  # full-image focal length in px when a crop box + image size were given
+    joints: torch.Tensor  # (Q, 17, 3) COCO-17 joints in the camera frame
+    faces: torch.Tensor  # (F, 3) working topology
+    trace: Trace | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def mean_canonical(self) -> torch.Tensor:
+        """Mean of the Q canonical meshes (V, 3) (paper App. A "mean-of-Q")."""
+        return self.canonical_vertices.mean(dim=0)
+
+    @property
+    def mean_camera(self) -> torch.Tensor:
+        return self.camera_vertices.mean(dim=0)
+
+    @property
+    def vertex_sd_mm(self) -> torch.Tensor:
+        """Per-vertex standard deviation (V,) in mm: RMS distance of the Q samples to their mean.
+
+        Zero for a single hypothesis. This is the 3D spread the paper's Fig. 8 colours (its code uses the
+        mean distance; RMS is the standard deviation proper and ranks vertices the same way in practice).
+        """
+        if self.num_samples < 2:
+            return torch.zeros(self.canonical_vertices.shape[1])
+        spread = self.camera_vertices - self.mean_camera
+        return spread.pow(2).sum(-1).mean(0).sqrt() * 1000.0
