@@ -54,13 +54,123 @@ def _run_eval_tokenizer(args) -> int:
     return 0
 
 
-COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer}
+def _mega_common(p) -> None:
+    """Options shared by ``pretrain`` and ``train`` (MEGA on the tokenised mesh pool)."""
+    p.add_argument("--preset", default="cpu_small", help="MEGA preset (paper, cpu_small, test_tiny)")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch-size", type=int, default=64, help="per-rank batch size")
+    p.add_argument("--lr", type=float, default=None,
+                   help="absolute learning rate (default: base-lr x batch-size / 256, as the original)")
+    p.add_argument("--base-lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
+    p.add_argument("--masking", default="cosine", choices=["cosine", "linear", "full"])
+    p.add_argument("--pool", default="runs/pool.safetensors",
+                   help="mesh pool file; built with --tokenizer and cached here if missing")
+    p.add_argument("--pool-size", type=int, default=None,
+                   help="meshes in the pool (default: the existing file's size, or 100000 when building)")
+    p.add_argument("--pool-seed", type=int, default=0)
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped resources/tokenizer)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--stop-at", type=int, default=None, help="end this invocation after N steps (resumable)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _mega_parsers(sub) -> None:
+    p = sub.add_parser("pretrain", help="self-supervised MEGA pre-training on tokenised synthetic meshes")
+    p.add_argument("--out", default="runs/pretrain", help="run folder (checkpoints, TensorBoard, final/)")
+    _mega_common(p)
+
+    t = sub.add_parser("train", help="keypoint-conditioned MEGA training (HMR stage)")
+    t.add_argument("--out", default="runs/mega", help="run folder (checkpoints, TensorBoard, final/)")
+    t.add_argument("--init", default=None,
+                   help="pre-trained checkpoint folder (e.g. runs/pretrain/final); omit = w/o pre-training")
+    t.add_argument("--kinds", default=None, help="conditioners, comma-separated (default: the preset's)")
+    _mega_common(t)
+
+    i = sub.add_parser("image-path", help="train an image-conditioned MEGA on rendered crops (small scale)")
+    i.add_argument("--out", default="runs/image_path")
+    i.add_argument("--steps", type=int, default=300)
+    i.add_argument("--num-images", type=int, default=256)
+    i.add_argument("--image-size", type=int, default=64)
+    i.add_argument("--batch-size", type=int, default=16)
+    i.add_argument("--lr", type=float, default=1e-3)
+    i.add_argument("--head-dropout", type=float, default=0.1, help="rotation/camera head dropout (orig. 0.5)")
+    i.add_argument("--backbone", default="resnet18", help="timm backbone (random init, never downloaded)")
+    i.add_argument("--preset", default="cpu_small")
+    i.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped resources/tokenizer)")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    i.add_argument("--no-progress", action="store_true")
+
+
+def _mega_config(args, cls):
+    from dataclasses import fields
+
+    values = {"out_dir": args.out, "preset": args.preset, "steps": args.steps, "batch_size": args.batch_size,
+              "lr": args.lr, "base_lr": args.base_lr, "weight_decay": args.weight_decay,
+              "warmup_steps": args.warmup, "masking": args.masking, "pool": args.pool,
+              "pool_size": args.pool_size, "pool_seed": args.pool_seed, "tokenizer": args.tokenizer,
+              "seed": args.seed, "ckpt_every": args.ckpt_every, "log_every": args.log_every,
+              "stop_at": args.stop_at, "threads": args.threads, "progress": not args.no_progress}
+    names = {f.name for f in fields(cls)}
+    if "init" in names:
+        values["init"] = args.init
+        values["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
+    return cls(**values)
+
+
+def _report_final(final: Path) -> None:
+    from training.mega_pretrain import env_rank
+
+    if env_rank() == 0:
+        what = "final checkpoint" if final.name == "final" else "checkpoint (stopped early; rerun to continue)"
+        print(f"megaviewer-train: {what}: {final}", flush=True)
+
+
+def _run_pretrain(args) -> int:
+    from training.mega_pretrain import PretrainConfig, pretrain
+
+    _report_final(pretrain(_mega_config(args, PretrainConfig)))
+    return 0
+
+
+def _run_train(args) -> int:
+    from training.mega_conditioned import ConditionedConfig, train_conditioned
+
+    _report_final(train_conditioned(_mega_config(args, ConditionedConfig)))
+    return 0
+
+
+def _run_image_path(args) -> int:
+    import torch
+
+    from training.image_path import train_image_path
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = train_image_path(args.out, steps=args.steps, num_images=args.num_images, seed=args.seed,
+                              tokenizer=args.tokenizer, preset=args.preset, image_size=args.image_size,
+                              batch_size=args.batch_size, lr=args.lr, backbone=args.backbone,
+                              head_dropout=args.head_dropout,
+                              progress=not args.no_progress)
+    print(json.dumps({k: result[k] for k in ("initial", "final", "blind", "final_dir")}, indent=2))
+    _report_final(Path(result["final_dir"]))
+    return 0
+
+
+COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer, "pretrain": _run_pretrain,
+            "train": _run_train, "image-path": _run_image_path}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megaviewer-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _tokenizer_parser(sub)
+    _mega_parsers(sub)
     return parser
 
 

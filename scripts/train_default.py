@@ -1,0 +1,109 @@
+"""Reproduce the shipped default model from scratch on a CPU: tokenizer -> mesh pool -> self-supervised
+pre-training -> keypoint-conditioned training -> evaluation -> install into ``resources/``.
+
+Every stage resumes where it stopped (rerun the same command after an interruption), and each stage's
+wall-clock time is recorded in ``resources/default/metrics.json`` next to the evaluation figures.
+
+    python scripts/train_default.py [--runs runs/default] [--skip-tokenizer] [--no-install]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_default_tokenizer import install as install_tokenizer  # noqa: E402
+
+from megaviewer.body.assets import BodyAssets  # noqa: E402
+from megaviewer.io.atomic import atomic_write_text  # noqa: E402
+from megaviewer.model.mega import load_mega  # noqa: E402
+from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir  # noqa: E402
+from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig  # noqa: E402
+from training.evaluate import build_eval_set, evaluate, format_table  # noqa: E402
+from training.mega_conditioned import ConditionedConfig, train_conditioned  # noqa: E402
+from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain  # noqa: E402
+from training.tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+
+# The shipped recipe (see README "Training"): sized for a 2-core CPU.
+TOKENIZER_STEPS, TOKENIZER_BATCH = 12_000, 16
+PRESET = "cpu_fast"
+POOL_SIZE = 50_000
+PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 2_000, 3_000, 64, 1e-3
+EVAL_COUNT = 512
+
+
+def _copy_checkpoint(src: Path, dest: Path, extra: dict | None = None) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy2(src / name, dest / name)
+    if extra is not None:
+        atomic_write_text(dest / "metrics.json", json.dumps(extra, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs/default", help="folder for all intermediate runs")
+    parser.add_argument("--skip-tokenizer", action="store_true", help="use the installed resources/tokenizer")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--no-install", action="store_true")
+    args = parser.parse_args()
+    runs = Path(args.runs)
+    times: dict[str, float] = {}
+
+    if not args.skip_tokenizer:
+        start = time.perf_counter()
+        tok_cfg = TokenizerTrainConfig(out_dir=str(runs / "tokenizer"), steps=TOKENIZER_STEPS,
+                                       batch_size=TOKENIZER_BATCH, threads=args.threads, ckpt_every=1000,
+                                       tokenizer=TokenizerConfig(channels=[16, 32, 64]))
+        final = train_tokenizer(tok_cfg)
+        times["tokenizer_min"] = (time.perf_counter() - start) / 60
+        install_tokenizer(final, 1024, times["tokenizer_min"], TOKENIZER_STEPS, TOKENIZER_BATCH,
+                          copy=not args.no_install)
+        tokenizer_folder = tokenizer_dir() if not args.no_install else final
+    else:
+        tokenizer_folder = tokenizer_dir()
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder)
+
+    start = time.perf_counter()
+    pool = prepare_pool(runs / "pool.safetensors", tokenizer, POOL_SIZE, 0)
+    times["pool_min"] = (time.perf_counter() - start) / 60
+
+    common = dict(preset=PRESET, batch_size=BATCH, lr=LR, pool=str(runs / "pool.safetensors"),
+                  tokenizer=str(tokenizer_folder), threads=args.threads, ckpt_every=500, warmup_steps=200)
+    start = time.perf_counter()
+    pre_final = pretrain(PretrainConfig(out_dir=str(runs / "pretrain"), steps=PRETRAIN_STEPS, **common),
+                         tokenizer=tokenizer, pool=pool)
+    times["pretrain_min"] = (time.perf_counter() - start) / 60
+    start = time.perf_counter()
+    final = train_conditioned(ConditionedConfig(out_dir=str(runs / "conditioned"), steps=TRAIN_STEPS,
+                                                init=str(pre_final), **common), tokenizer=tokenizer, pool=pool)
+    times["conditioned_min"] = (time.perf_counter() - start) / 60
+
+    start = time.perf_counter()
+    regressor = BodyAssets.load().coco_regressor
+    data = build_eval_set(tokenizer, EVAL_COUNT)
+    result = evaluate(load_mega(final), tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
+    times["evaluation_min"] = (time.perf_counter() - start) / 60
+    result["stage_minutes"] = times
+    result["recipe"] = {"preset": PRESET, "pool_size": POOL_SIZE, "pretrain_steps": PRETRAIN_STEPS,
+                        "train_steps": TRAIN_STEPS, "batch_size": BATCH, "lr": LR,
+                        "tokenizer_steps": TOKENIZER_STEPS, "threads": torch.get_num_threads()}
+    print(format_table(result))
+    print(json.dumps(times, indent=2))
+    atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
+    if not args.no_install:
+        _copy_checkpoint(final, default_model_dir(), result)
+        _copy_checkpoint(pre_final, resources_dir() / "pretrained")
+        print(f"installed into {default_model_dir()} and {resources_dir() / 'pretrained'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""MEGA pre-training, conditioned training, their CLI, DDP and the image path -- all on tiny models.
+
+Never depends on the shipped tokenizer: a tiny random tokenizer (its codebook seeded from encoder outputs
+so tokens vary) and a 64-mesh pool are built once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from megaviewer.io.checkpoint import CheckpointError, load_checkpoint_tensors
+from megaviewer.model import load_mega, save_mega
+from training.data.pool import MeshPool
+from training.loop import LoopConfig, train
+from training.mega_conditioned import (
+    ConditionedConfig,
+    ConditionedTask,
+    keypoint_regressor,
+    load_pretrained,
+    train_conditioned,
+)
+from training.mega_losses import completed_tokens, masked_token_loss, reprojection_loss
+from training.mega_pretrain import PretrainConfig, PretrainTask, build_mega, pretrain
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NUM_CODES = 32
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(synthetic_meshes):
+    from megaviewer.tokenizer.model import TokenizerConfig
+    from training.tokenizer import build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(TokenizerConfig(channels=[8, 8, 8], num_codes=NUM_CODES))
+    generator = torch.Generator().manual_seed(0)
+    tokenizer.train()
+    with torch.no_grad():  # one EMA pass records encoder outputs; the restart spreads codes over them
+        tokenizer(synthetic_meshes.sample(64, generator).vertices)
+    tokenizer.quantizer.restart_dead_codes(generator)
+    return tokenizer.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(tiny_tokenizer, synthetic_meshes) -> MeshPool:
+    pool = MeshPool.build(tiny_tokenizer, synthetic_meshes, 64, seed=1, progress=False)
+    assert pool.tokens.unique().numel() > 1
+    return pool
+
+
+def _loop(out: Path, steps: int, batch: int, lr: float = 3e-3) -> LoopConfig:
+    return LoopConfig(out_dir=str(out), total_steps=steps, batch_size=batch, lr=lr, weight_decay=0.05,
+                      warmup_steps=2, ckpt_every=steps, log_every=steps, progress=False,
+                      find_unused_parameters=True)
+
+
+def _mean_masked_ce(task: PretrainTask, seeds: range) -> float:
+    task.model.eval()
+    losses = []
+    with torch.no_grad():
+        for seed in seeds:
+            tokens, visible = task.sample(torch.Generator().manual_seed(seed))
+            out = task.model(tokens, visible)
+            losses.append(float(masked_token_loss(out.logits, tokens, visible).loss))
+    return sum(losses) / len(losses)
+
+
+def test_pretrain_loss_decreases(tmp_path, tiny_tokenizer, tiny_pool):
+    torch.manual_seed(0)
+    model = build_mega("test_tiny", tiny_tokenizer, kinds=())
+    assert model.conditioning is None and model.config.vocab == NUM_CODES
+    task = PretrainTask(model, tiny_pool.tokens, batch_size=16)
+    before = _mean_masked_ce(task, range(100, 108))
+    final = train(task, _loop(tmp_path / "pre", 30, 16))
+    after = _mean_masked_ce(task, range(100, 108))
+    assert after < 0.7 * before, (before, after)
+    assert load_mega(final).config.conditioning.kinds == ()
+
+
+def test_token_loss_counts_masked_positions_only():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 54, 16, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 16, (3, 54), generator=generator)
+    visible = torch.rand(3, 54, generator=generator) < 0.4
+    result = masked_token_loss(logits, targets, visible)
+    manual = torch.nn.functional.cross_entropy(logits[~visible], targets[~visible])
+    assert torch.allclose(result.loss, manual) and result.masked == int((~visible).sum())
+    result.loss.backward()
+    assert logits.grad[visible].abs().max() == 0
+    assert logits.grad[~visible].abs().max() > 0
+    # Whatever the logits say at visible positions, the loss does not move.
+    shifted = logits.detach().clone()
+    shifted[visible] += 100 * torch.randn_like(shifted[visible])
+    assert torch.allclose(masked_token_loss(shifted, targets, visible).loss, result.loss)
+    # Nothing masked: an exact, differentiable zero (the original skipped such steps).
+    none = masked_token_loss(logits, targets, torch.ones_like(visible))
+    assert none.loss.item() == 0.0 and none.masked == 0 and math.isnan(none.accuracy)
+    none.loss.backward()
+    # Reprojection input: GT where visible, argmax where masked.
+    mixed = completed_tokens(targets, visible, logits)
+    assert torch.equal(mixed[visible], targets[visible])
+    assert torch.equal(mixed[~visible], logits.argmax(-1)[~visible])
+
+
+def _conditioned_task(tokenizer, pool, seed: int = 0) -> ConditionedTask:
+    torch.manual_seed(seed)
+    model = build_mega("test_tiny", tokenizer)  # the preset's keypoint conditioning
+    return ConditionedTask(model, pool, tokenizer, keypoint_regressor(), batch_size=8)
+
+
+def test_conditioned_step_losses_and_gradient_routing(tiny_tokenizer, tiny_pool):
+    task = _conditioned_task(tiny_tokenizer, tiny_pool)
+    model = task.model.train()
+    loss, logs = task.training_step(model, 0, torch.Generator().manual_seed(3))
+    assert torch.isfinite(loss)
+    for key in ("token_ce", "rot_mse", "reproj_l1"):
+        assert math.isfinite(logs[key]) and logs[key] > 0, (key, logs)
+
+    # The 2D loss alone: gradient reaches the rotation/camera head (and the conditioner feeding it), never
+    # the token logits, because the mesh it projects is decoded without gradient.
+    obs, visible = task.sample(torch.Generator().manual_seed(4))
+    out = model(obs.tokens, visible, {"keypoints": obs.keypoints})
+    out.logits.retain_grad()
+    joints = (keypoint_regressor() @ tiny_tokenizer.decode(completed_tokens(obs.tokens, visible, out.logits)))
+    model.zero_grad(set_to_none=True)
+    reprojection_loss(joints, out.rot6d, out.cam, obs.joints2d, obs.joints2d_conf).backward()
+    assert out.logits.grad is None
+    assert model.rotcam.cam.weight.grad.abs().sum() > 0 and model.rotcam.rot.weight.grad.abs().sum() > 0
+    assert model.head.weight.grad is None and model.token_emb.weight.grad is None
+    assert all(p.grad is None for p in model.decoder.parameters())
+
+
+def test_init_from_pretrained_loads_transformer_keeps_new_layers_fresh(tmp_path, tiny_tokenizer, tiny_pool):
+    torch.manual_seed(1)
+    pre = build_mega("test_tiny", tiny_tokenizer, kinds=())
+    save_mega(tmp_path / "pre", pre)
+    task = _conditioned_task(tiny_tokenizer, tiny_pool, seed=2)
+    fresh = {k: v.clone() for k, v in task.model.state_dict().items()}
+    report = load_pretrained(task.model, tmp_path / "pre")
+    state = task.model.state_dict()
+    assert torch.equal(state["encoder.0.attn.qkv.weight"], pre.state_dict()["encoder.0.attn.qkv.weight"])
+    assert torch.equal(state["head.weight"], pre.head.weight)
+    assert not torch.equal(state["head.weight"], fresh["head.weight"])
+    new = [k for k in state if k.startswith(("conditioning.", "rotcam."))]
+    assert new and sorted(new) == report.fresh
+    assert all(torch.equal(state[k], fresh[k]) for k in new)
+    # A transformer of another size is refused, not half-loaded.
+    other = build_mega("test_tiny", tiny_tokenizer, dim=16)
+    with pytest.raises(CheckpointError, match="dim"):
+        load_pretrained(other, tmp_path / "pre")
+
+
+def test_train_conditioned_starts_from_init_and_refuses_changed_settings(tmp_path, tiny_tokenizer, tiny_pool):
+    torch.manual_seed(1)
+    pre = build_mega("test_tiny", tiny_tokenizer, kinds=())
+    save_mega(tmp_path / "pre", pre)
+    cfg = ConditionedConfig(out_dir=str(tmp_path / "cond"), preset="test_tiny", steps=2, batch_size=4,
+                            lr=1e-12, warmup_steps=0, ckpt_every=2, log_every=1, progress=False,
+                            init=str(tmp_path / "pre"))
+    final = train_conditioned(cfg, tokenizer=tiny_tokenizer, pool=tiny_pool)
+    trained = load_checkpoint_tensors(final)
+    for name in ("encoder.0.mlp.fc1.weight", "decoder.0.attn.proj.weight", "token_emb.weight"):
+        assert torch.allclose(trained[name], pre.state_dict()[name], atol=1e-6), name
+    assert "rotcam.cam.weight" in trained and load_mega(final).config.conditioning.kinds == ("keypoints",)
+    changed = ConditionedConfig(**{**cfg.__dict__, "masking": "full"})
+    with pytest.raises(CheckpointError, match="masking"):
+        train_conditioned(changed, tokenizer=tiny_tokenizer, pool=tiny_pool)
+
+
+def test_pretrain_full_masking_and_stop_at(tmp_path, tiny_tokenizer, tiny_pool):
+    cfg = PretrainConfig(out_dir=str(tmp_path / "pre"), preset="test_tiny", steps=4, batch_size=4, lr=1e-3,
+                         warmup_steps=0, ckpt_every=2, log_every=1, progress=False, masking="full", stop_at=2)
+    first = pretrain(cfg, tokenizer=tiny_tokenizer, pool=tiny_pool)
+    assert first.name == "step-00000002"
+    cfg.stop_at = None
+    assert pretrain(cfg, tokenizer=tiny_tokenizer, pool=tiny_pool).name == "final"
+
+
+def test_cli_pretrain_then_train_builds_and_reuses_the_pool(tmp_path, tiny_tokenizer, capsys):
+    from training.cli import main
+
+    tiny_tokenizer.save(tmp_path / "tok")
+    pool = tmp_path / "pool.safetensors"
+    common = ["--preset", "test_tiny", "--steps", "3", "--batch-size", "4", "--pool", str(pool),
+              "--tokenizer", str(tmp_path / "tok"), "--warmup", "1", "--lr", "1e-3", "--no-progress"]
+    assert main(["pretrain", "--out", str(tmp_path / "pre"), "--pool-size", "16", *common]) == 0
+    assert pool.exists() and len(MeshPool.load(pool)) == 16
+    assert main(["train", "--out", str(tmp_path / "hmr"), "--init", str(tmp_path / "pre" / "final"),
+                 "--masking", "linear", *common]) == 0
+    printed = capsys.readouterr().out
+    assert f"final checkpoint: {tmp_path / 'hmr' / 'final'}" in printed
+    assert load_mega(tmp_path / "hmr" / "final").rotcam is not None
+    # An explicit pool size that disagrees with the cached pool is an error, not a silent reuse.
+    assert main(["pretrain", "--out", str(tmp_path / "pre2"), "--pool-size", "32", *common]) == 2
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_pretrain_cli(tmp_path, tiny_tokenizer, tiny_pool):
+    tiny_tokenizer.save(tmp_path / "tok")
+    tiny_pool.save(tmp_path / "pool.safetensors")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "training.cli", "pretrain", "--out", str(out), "--preset", "test_tiny", "--steps", "4",
+         "--batch-size", "4", "--pool", str(tmp_path / "pool.safetensors"), "--tokenizer",
+         str(tmp_path / "tok"), "--ckpt-every", "2", "--log-every", "1", "--warmup", "1", "--no-progress"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert (out / "final" / "model.safetensors").is_file()
+    state = json.loads((out / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2
+    assert load_mega(out / "final").conditioning is None
+    assert result.stdout.count("final checkpoint") == 1  # rank 0 only
+
+
+@pytest.mark.slow
+def test_image_path_small(tmp_path, tiny_tokenizer, synthetic_meshes):
+    from training.image_path import train_image_path
+
+    result = train_image_path(tmp_path / "img", steps=20, num_images=16, seed=0, tokenizer=tiny_tokenizer,
+                              preset="test_tiny", image_size=64, batch_size=8, meshes=synthetic_meshes,
+                              progress=False)
+    for stage in ("initial", "final"):
+        assert all(math.isfinite(v) for v in result[stage].values()), result
+    assert result["final"]["token_ce"] < result["initial"]["token_ce"]
+    assert list((tmp_path / "img").glob("images-16x64-seed0.safetensors"))
+    assert load_mega(result["final_dir"]).config.conditioning.image_backbone == "resnet18"

@@ -1,0 +1,191 @@
+"""Conditioned MEGA training (paper Sec. 3.3 "Masked generative modeling for HMR", reference-facts §3, §5).
+
+Each step draws pool meshes, synthesises 2D-keypoint observations of them (fresh random cameras, crops
+and detector noise: :mod:`training.data.observations`), masks the mesh tokens with the same schedule as
+pre-training (the conditioning stays fully visible) and minimises, with weights 1.0 as the original,
+
+* cross-entropy on the masked tokens,
+* MSE between the predicted rotation matrix and the camera-frame GT rotation,
+* confidence-weighted L1 of the 2D joints of the no-grad decoded mesh, rotated and projected with the
+  predicted rotation and weak-perspective camera (so it trains the rotation/camera head only).
+
+Initialisation from a pre-trained checkpoint copies every tensor whose name and shape match (encoder,
+decoder, token head); the conditioners and the rotation/camera head start fresh, as the original's
+non-strict load. Ablations: ``masking="linear"``/``"full"`` and ``init=None`` ("w/o pre-training").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from megaviewer.io.checkpoint import CheckpointError, load_checkpoint_tensors, load_config
+from megaviewer.masking import sample_visible_mask
+from megaviewer.model import Mega
+from megaviewer.model.config import KIND as MEGA_KIND
+from megaviewer.tokenizer.model import MeshVQVAE
+from training.data.observations import ObservationBatch, ObservationConfig, synthesize
+from training.data.pool import MeshPool
+from training.loop import train
+from training.mega_losses import LossWeights, hmr_losses
+from training.mega_pretrain import (
+    PretrainConfig,
+    build_mega,
+    check_run_config,
+    env_rank,
+    load_tokenizer,
+    model_device,
+    prepare_pool,
+)
+
+# Transformer settings that must agree between the pre-trained checkpoint and the conditioned model.
+_SHAPE_KEYS = ("seq_len", "vocab", "dim", "enc_depth", "dec_depth", "heads", "mlp_ratio", "qkv_bias")
+
+
+@dataclass
+class ConditionedConfig(PretrainConfig):
+    """A conditioned run: the pre-training settings plus the init checkpoint, conditioners, data and
+    loss weights. ``kinds=None`` keeps the preset's conditioners (``cpu_small``: keypoints)."""
+
+    out_dir: str = "runs/mega"
+    init: str | None = None
+    kinds: tuple[str, ...] | None = None
+    observation: ObservationConfig = field(default_factory=ObservationConfig)
+    weights: LossWeights = field(default_factory=LossWeights)
+    body: str = "anny"
+
+
+@dataclass
+class InitReport:
+    """What :func:`load_pretrained` copied (``loaded``) and what stays freshly initialised (``fresh``)."""
+
+    loaded: list[str]
+    fresh: list[str]
+    ignored: list[str]  # checkpoint tensors the model has no slot for
+
+
+def load_pretrained(model: Mega, folder: str | Path) -> InitReport:
+    """Copy the matching tensors of a pre-trained (or any MEGA) checkpoint into ``model``, non-strictly.
+
+    Transformer sizes must match (a different ``dim`` is a different model, not a partial init); every
+    shared tensor name must have the same shape. Tensors only the model has (conditioners, rotation/camera
+    head) keep their fresh initialisation.
+    """
+    saved = load_config(folder, expected_kind=MEGA_KIND)
+    mine = model.config.to_dict()
+    wrong = [f"{k}: checkpoint {saved.get(k)!r} vs model {mine[k]!r}" for k in _SHAPE_KEYS
+             if saved.get(k) != mine[k]]
+    if wrong:
+        raise CheckpointError(f"{folder} does not fit this model: {'; '.join(wrong)}")
+    tensors = load_checkpoint_tensors(folder)
+    own = model.state_dict()
+    mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in tensors.items()
+                  if k in own and v.shape != own[k].shape]
+    if mismatched:
+        raise CheckpointError(f"{folder}: tensor shapes differ from the model: {'; '.join(mismatched[:8])}")
+    shared = {k: v for k, v in tensors.items() if k in own}
+    if not shared:
+        raise CheckpointError(f"{folder} shares no tensor with the model")
+    model.load_state_dict(shared, strict=False)
+    return InitReport(sorted(shared), sorted(set(own) - set(shared)), sorted(set(tensors) - set(own)))
+
+
+def keypoint_regressor(body: str = "anny") -> torch.Tensor:
+    """The COCO-17 regressor (17, V) of the working mesh, from the shipped body assets (no Anny build)."""
+    from megaviewer.body.assets import BodyAssets
+
+    return BodyAssets.load(body).coco_regressor.float()
+
+
+class ConditionedTask:
+    """:class:`training.loop.TrainTask` of keypoint-conditioned MEGA on synthetic observations."""
+
+    def __init__(self, model: Mega, pool: MeshPool, tokenizer: MeshVQVAE, regressor: torch.Tensor,
+                 batch_size: int, masking: str = "cosine", observation: ObservationConfig | None = None,
+                 weights: LossWeights | None = None):
+        kinds = model.conditioning.kinds if model.conditioning is not None else ()
+        if kinds != ("keypoints",):
+            raise ValueError(f"ConditionedTask trains keypoint conditioning; the model has {list(kinds)} "
+                             "(image conditioning: training.image_path)")
+        if pool.tokens.shape[1] != model.config.seq_len or tokenizer.num_tokens != model.config.seq_len:
+            raise ValueError("pool, tokenizer and model disagree on the number of tokens per mesh")
+        if regressor.shape[1] != tokenizer.num_vertices:
+            raise ValueError(f"regressor has {regressor.shape[1]} vertices, the tokenizer "
+                             f"{tokenizer.num_vertices}")
+        self.model = model
+        self.pool = pool
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
+        self.regressor = regressor.float()
+        self.batch_size = batch_size
+        self.masking = masking
+        self.observation = observation or ObservationConfig()
+        self.weights = weights or LossWeights()
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.model.config.to_dict()
+
+    def sample(self, generator: torch.Generator) -> tuple[ObservationBatch, torch.Tensor]:
+        """Observations and the visible mask, a pure function of ``generator``."""
+        idx = torch.randint(0, len(self.pool), (self.batch_size,), generator=generator)
+        obs = synthesize(self.pool.batch(idx), self.observation, generator)
+        visible = sample_visible_mask(self.batch_size, self.model.config.seq_len, self.masking, generator)
+        return obs, visible
+
+    def _frozen_on(self, device: torch.device) -> tuple[MeshVQVAE, torch.Tensor]:
+        if model_device(self.tokenizer) != device:
+            self.tokenizer.to(device)
+        if self.regressor.device != device:
+            self.regressor = self.regressor.to(device)
+        return self.tokenizer, self.regressor
+
+    def losses(self, model: nn.Module, obs: ObservationBatch,
+               visible: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        device = model_device(model)
+        tokens, visible = obs.tokens.to(device), visible.to(device)
+        out = model(tokens, visible, {"keypoints": obs.keypoints.to(device)})
+        tokenizer, regressor = self._frozen_on(device)
+        return hmr_losses(out.logits, out.rot6d, out.cam, tokens, visible, obs.rot_cam.to(device),
+                          obs.joints2d.to(device), obs.joints2d_conf.to(device), tokenizer, regressor,
+                          self.weights)
+
+    def training_step(self, model: nn.Module, step: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        obs, visible = self.sample(generator)
+        return self.losses(model, obs, visible)
+
+
+def run_settings(cfg: ConditionedConfig, pool: MeshPool) -> dict[str, Any]:
+    """What defines a conditioned run besides the model config (checked on resume)."""
+    return {"stage": "conditioned", "masking": cfg.masking, "pool_tokenizer": pool.tokenizer_id,
+            "pool_seed": pool.seed, "pool_size": len(pool), "preset": cfg.preset,
+            "init": str(Path(cfg.init).resolve()) if cfg.init else None,
+            "observation": asdict(cfg.observation), "weights": asdict(cfg.weights)}
+
+
+def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None,
+                      pool: MeshPool | None = None, regressor: torch.Tensor | None = None) -> Path:
+    """Run (or resume) conditioned training; returns ``out_dir/final`` (or the ``stop_at`` checkpoint).
+
+    The init checkpoint is loaded before the loop; on resume the loop's checkpoint then overwrites it.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer)
+    if pool is None:
+        pool = prepare_pool(cfg.pool, tokenizer, cfg.pool_size, cfg.pool_seed, progress=cfg.progress)
+    regressor = regressor if regressor is not None else keypoint_regressor(cfg.body)
+    check_run_config(cfg.out_dir, run_settings(cfg, pool))
+    torch.manual_seed(cfg.seed)
+    model = build_mega(cfg.preset, tokenizer, kinds=cfg.kinds)
+    if cfg.init:
+        report = load_pretrained(model, cfg.init)
+        if env_rank() == 0:
+            print(f"megaviewer-train: initialised {len(report.loaded)} tensors from {cfg.init}; "
+                  f"{len(report.fresh)} new", flush=True)
+    task = ConditionedTask(model, pool, tokenizer, regressor, cfg.batch_size, cfg.masking, cfg.observation,
+                           cfg.weights)
+    return train(task, cfg.loop_config())
