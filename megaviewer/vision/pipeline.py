@@ -1,0 +1,190 @@
+"""Photo in, people's meshes out: detect keypoints, crop-normalise them, recover one mesh set per person.
+
+Finding nobody is a normal outcome of a photo, not an error: :func:`recover_people` then returns an
+empty :class:`PeopleList` whose ``message`` says so, and callers (CLI, GUI) show that message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from megaviewer.vision.detector import PersonDetection, crop_box, crop_keypoints
+
+if TYPE_CHECKING:
+    from megaviewer.engine import Engine
+    from megaviewer.result import RecoveryResult
+    from megaviewer.vision.detector import PoseDetector
+
+
+@dataclass
+class PersonResult:
+    detection: PersonDetection
+    result: RecoveryResult
+
+
+class PeopleList(list):
+    """A list of :class:`PersonResult` plus ``message`` (e.g. "no person found ...") and timings."""
+
+    def __init__(self, items: Sequence[PersonResult] = (), message: str = "",
+                 timings_ms: dict[str, float] | None = None):
+        super().__init__(items)
+        self.message = message
+        self.timings_ms = dict(timings_ms or {})
+
+    @property
+    def found(self) -> bool:
+        return len(self) > 0
+
+
+def recover_people(engine: Engine, detector: PoseDetector | None, image_bgr: np.ndarray,
+                   detections: Sequence[PersonDetection] | None = None, **recover_kwargs: Any) -> PeopleList:
+    """Detect the people in ``image_bgr`` (or use the given ``detections``) and recover each one.
+
+    ``recover_kwargs`` go to :meth:`megaviewer.engine.Engine.recover` (mode, num_samples, steps,
+    temperature, seed, return_trace). Each person is recovered with the crop box of their keypoints and
+    the full image size, so the result's ``camera_vertices`` sit in the photo's camera frame (focal
+    1000/224·max(W, H), principal point at the image centre, as the original demo) and render onto it.
+    """
+    h, w = image_bgr.shape[:2]
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if detections is None:
+        if detector is None:
+            raise ValueError("pass a detector or detections")
+        found = detector.detect(image_bgr)
+        message = getattr(found, "message", "")
+        detections = list(found)
+    else:
+        detections = list(detections)
+        message = f"{len(detections)} given" if detections else "no keypoints given for this image"
+    timings["detect_ms"] = (time.perf_counter() - t0) * 1000
+    if not detections:
+        return PeopleList([], message or "no person found", timings)
+    people: list[PersonResult] = []
+    t1 = time.perf_counter()
+    for det in detections:
+        result = engine.recover(crop_keypoints(det), crop=crop_box(det, (w, h)), **recover_kwargs)
+        people.append(PersonResult(detection=det, result=result))
+    timings["recover_ms"] = (time.perf_counter() - t1) * 1000
+    noun = "person" if len(people) == 1 else "people"
+    return PeopleList(people, f"recovered {len(people)} {noun}", timings)
+
+
+# ------------------------------------------------------------------------------ keypoints from a JSON file
+class KeypointsFileError(ValueError):
+    """A keypoints JSON file that cannot be read or understood; the message says where and why."""
+
+
+@dataclass
+class KeypointEntry:
+    keypoints: np.ndarray  # (17, 3) x, y px in the original image, confidence in [0, 1]
+    bbox: tuple[float, float, float, float] | None = None  # x, y, w, h px
+    score: float | None = None
+
+
+class KeypointsFile:
+    """People's COCO-17 keypoints per image, from a user's own detector (so MediaPipe is not needed).
+
+    Accepted layouts: a COCO dataset file (``{"images": [...], "annotations": [...]}``), the COCO results
+    format (a list of ``{"image_id", "keypoints", "score"}``), a list of ``{"file_name", "keypoints",
+    "bbox"?}``, or ``{"<file name>": [entry, ...]}``. ``keypoints`` are 17 × (x, y, v) in the original image's
+    pixels. v is read as COCO visibility (2 visible -> confidence 1, 1 occluded -> 0.5, 0 missing) when the
+    file only holds 0/1/2 and some 2s, else as a detector score clipped to [0, 1]. Images are matched by
+    path, file name, stem or, for integer ``image_id`` without an ``images`` table, by the number in the
+    file's stem (``000000397133.jpg`` is id 397133).
+    """
+
+    def __init__(self, path: str | Path):
+        import json
+
+        self.path = Path(path)
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise KeypointsFileError(f"{self.path}: keypoints file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise KeypointsFileError(f"{self.path}: not a readable JSON file ({exc})") from None
+        self._by_key: dict[str, list[KeypointEntry]] = {}
+        records = self._records(raw)
+        values = np.concatenate([np.asarray(r["keypoints"], dtype=np.float64).reshape(17, 3)[:, 2]
+                                 for _, r in records]) if records else np.zeros(0)
+        coco_visibility = bool(values.size) and bool(np.isin(values, (0, 1, 2)).all()) and bool((values == 2).any())
+        for key, rec in records:
+            kp = np.asarray(rec["keypoints"], dtype=np.float64).reshape(17, 3).copy()
+            if coco_visibility:
+                kp[:, 2] = np.select([kp[:, 2] == 2, kp[:, 2] == 1], [1.0, 0.5], 0.0)
+            else:
+                kp[:, 2] = np.clip(np.nan_to_num(kp[:, 2]), 0.0, 1.0)
+            bbox = rec.get("bbox")
+            entry = KeypointEntry(kp, tuple(float(b) for b in bbox[:4]) if bbox and len(bbox) >= 4 else None,
+                                  float(rec["score"]) if rec.get("score") is not None else None)
+            self._by_key.setdefault(key, []).append(entry)
+
+    def _records(self, raw) -> list[tuple[str, dict]]:
+        """(lookup key, record) pairs from any accepted layout; keys are file names or ``"id:<n>"``."""
+        names: dict[int, str] = {}
+        if isinstance(raw, dict) and "annotations" in raw:
+            names = {int(im["id"]): str(im["file_name"]) for im in raw.get("images", []) if "id" in im}
+            items = raw["annotations"]
+        elif isinstance(raw, dict):
+            items = [({"file_name": name, **(e if isinstance(e, dict) else {"keypoints": e})})
+                     for name, people in raw.items() for e in (people if isinstance(people, list) else [people])]
+        elif isinstance(raw, list):
+            items = raw
+        else:
+            raise KeypointsFileError(f"{self.path}: expected a list or an object at the top level")
+        out = []
+        for n, rec in enumerate(items):
+            if not isinstance(rec, dict) or "keypoints" not in rec:
+                raise KeypointsFileError(f"{self.path}: entry {n} has no 'keypoints'")
+            if len(rec["keypoints"]) != 51:
+                raise KeypointsFileError(f"{self.path}: entry {n} has {len(rec['keypoints'])} keypoint values, "
+                                         "expected 51 (17 COCO keypoints x (x, y, v))")
+            name = rec.get("file_name") or rec.get("image") or rec.get("image_path")
+            image_id = rec.get("image_id")
+            if name is None and image_id is not None:
+                name = names.get(int(image_id)) if str(image_id).lstrip("-").isdigit() else str(image_id)
+                if name is None:
+                    name = f"id:{int(image_id)}"
+            if name is None:
+                raise KeypointsFileError(f"{self.path}: entry {n} names no image (file_name or image_id)")
+            out.append((str(name), rec))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def lookup(self, image_path: str | Path) -> list[KeypointEntry] | None:
+        """The entries for ``image_path`` (``None`` when the file does not mention it)."""
+        p = Path(image_path)
+        for key in (str(image_path), p.as_posix(), p.name, p.stem):
+            if key in self._by_key:
+                return self._by_key[key]
+        for key, entries in self._by_key.items():
+            if Path(key).name == p.name:
+                return entries
+        if p.stem.isdigit() and f"id:{int(p.stem)}" in self._by_key:
+            return self._by_key[f"id:{int(p.stem)}"]
+        return None
+
+    def detections(self, image_path: str | Path, image_size: tuple[int, int], scale: float = 1.0,
+                   min_confidence: float = 0.5, max_people: int | None = None) -> list[PersonDetection] | None:
+        """Detections for an image loaded at ``scale`` × its original size; ``None`` when not in the file."""
+        entries = self.lookup(image_path)
+        if entries is None:
+            return None
+        entries = sorted(entries, key=lambda e: -(e.score if e.score is not None else 1.0))
+        dets = []
+        for e in entries[:max_people]:
+            kp = e.keypoints.copy()
+            kp[:, :2] *= scale
+            bbox = tuple(b * scale for b in e.bbox) if e.bbox is not None else None
+            dets.append(PersonDetection.from_keypoints(kp, image_size, min_confidence, bbox=bbox, source="json",
+                                                       score=e.score))
+        return dets

@@ -1,0 +1,48 @@
+"""Engines for tests: a tiny random-weight engine (milliseconds per recovery) and the shipped one if present.
+
+The tiny engine's meshes are meaningless (random weights) but have the right shapes, topology and camera
+plumbing, which is what the vision, export, render and CLI tests check. Tests that judge accuracy use
+:func:`trained_engine` and skip while ``resources/default`` has not landed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from megaviewer.paths import default_model_dir, tokenizer_dir
+
+
+def trained_model_available() -> bool:
+    """The shipped default model has landed (its tokenizer must then be there too, or loading fails loudly)."""
+    return (default_model_dir() / "model.safetensors").exists()
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_engine():
+    """A keypoint-conditioned ``test_tiny`` MEGA over the shipped tokenizer (else a tiny random one)."""
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import Engine
+    from megaviewer.model.mega import Mega
+    from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if (tokenizer_dir() / "model.safetensors").exists():
+            tokenizer = MeshVQVAE.from_pretrained()
+        else:
+            from training.tokenizer import build_tokenizer
+
+            tokenizer = build_tokenizer(TokenizerConfig(channels=[4, 4, 4]))
+        model = Mega.from_preset("test_tiny", vocab=int(tokenizer.config.num_codes),
+                                 seq_len=int(tokenizer.num_tokens))
+    return Engine(model, tokenizer, BodyAssets.load(tokenizer.config.body).coco_regressor, device="cpu",
+                  name="test_tiny")
+
+
+@functools.lru_cache(maxsize=1)
+def trained_engine():
+    from megaviewer.engine import Engine
+
+    return Engine.from_pretrained(device="cpu")
