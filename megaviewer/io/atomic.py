@@ -24,11 +24,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give exports the usual permissions
     try:
         yield tmp
+        # mkstemp (and some writers that recreate the file) leave 0600; give results the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
