@@ -5,12 +5,27 @@ meshes, for the CLI, the GUI, the benchmarks and library users.
 on CUDA when available, else the CPU. ``recover`` runs deterministic (one decoder pass with the cached
 encoder constant) or stochastic generation (Q samples in one batch, T steps) and decodes only the tokens
 it returns; the trace's per-step meshes are decoded lazily by :meth:`decode_tokens` when a viewer asks.
+
+GPU options (``Engine(..., half=True, compile=True)`` or the same keywords on ``from_pretrained``), applied
+only when the device is CUDA and ignored elsewhere (on a CPU fp16 matmuls are slower, not faster, and
+``torch.compile`` costs a C++ toolchain and a long first call for a model this small):
+
+- ``half``: recover / unconditional / decode_tokens run under ``torch.autocast(float16)``. Weights stay
+  float32, so nothing else needs a dtype (inputs, caches, checkpoints); matmuls, convolutions and
+  attention run in fp16 while LayerNorm, softmax and the sampler's logits stay float32. Tokens can differ
+  from float32 where two logits are within fp16 round-off.
+- ``compile``: every transformer block of the model(s) and the tokenizer's decoder are wrapped by
+  ``torch.compile(dynamic=True)`` (block-level, so the varying number of visible tokens per step and the
+  varying batch Q do not trigger a recompile per shape). The first calls are slow (compilation).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +54,23 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _in_precision(method: Callable) -> Callable:
+    """Run an Engine method inside the engine's precision scope (fp16 autocast when ``half`` is active).
+
+    A decorator rather than a ``with`` block in each method so the methods' bodies stay as they are.
+    """
+    @functools.wraps(method)
+    def wrapper(self: Engine, *args, **kwargs):
+        with self._precision():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Engine:
     def __init__(self, model: Mega, tokenizer: MeshVQVAE, coco_regressor: torch.Tensor,
                  device: torch.device | str | None = None, name: str = "custom",
-                 unconditional_model: Mega | None = None):
+                 unconditional_model: Mega | None = None, half: bool = False, compile: bool = False):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
@@ -53,6 +81,29 @@ class Engine:
         if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
             raise ValueError(f"model expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
                              f"the tokenizer has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
+        on_cuda = self.device.type == "cuda"
+        self.half = bool(half) and on_cuda  # see the module docstring: CUDA only, ignored elsewhere
+        self.compiled = bool(compile) and on_cuda
+        if self.compiled:
+            self._compile_modules()
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        if self.half:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _compile_modules(self, **compile_kwargs) -> None:
+        """``torch.compile`` each transformer block and the tokenizer decoder in place (module docstring)."""
+        from megaviewer.model.transformer import Block
+
+        options = {"dynamic": True, **compile_kwargs}
+        for model in (self.model, self.unconditional_model):
+            if model is None:
+                continue
+            for module in model.modules():
+                if isinstance(module, Block):
+                    module.compile(**options)
+        self.tokenizer.decoder.compile(**options)
 
     def _faces(self) -> torch.Tensor:
         from megaviewer.body.assets import BodyAssets
@@ -62,8 +113,12 @@ class Engine:
     # ---------------------------------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: torch.device | str | None = None,
-                        tokenizer_path: str | Path | None = None) -> Engine:
-        """Load a MEGA checkpoint folder (default: shipped) and its tokenizer (default: shipped)."""
+                        tokenizer_path: str | Path | None = None, half: bool = False,
+                        compile: bool = False) -> Engine:
+        """Load a MEGA checkpoint folder (default: shipped) and its tokenizer (default: shipped).
+
+        ``half`` / ``compile`` are the CUDA-only speed options of the module docstring.
+        """
         from megaviewer.body.assets import BodyAssets
         from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir
 
@@ -77,15 +132,18 @@ class Engine:
             uncond_dir = resources_dir() / "pretrained"
         uncond = load_mega(uncond_dir, map_location=dev) if uncond_dir is not None else None
         assets = BodyAssets.load(tokenizer.config.body)
-        return cls(model, tokenizer, assets.coco_regressor, dev, name=folder.name, unconditional_model=uncond)
+        return cls(model, tokenizer, assets.coco_regressor, dev, name=folder.name, unconditional_model=uncond,
+                   half=half, compile=compile)
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device),
                 "conditioning": list(self.model.config.conditioning.kinds),
-                "tokens": self.tokenizer.num_tokens, "codes": self.tokenizer.config.num_codes}
+                "tokens": self.tokenizer.num_tokens, "codes": self.tokenizer.config.num_codes,
+                "half": self.half, "compiled": self.compiled}
 
     # -------------------------------------------------------------------------------------- inference
     @torch.inference_mode()
+    @_in_precision
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (..., N) -> canonical vertices (..., V, 3) on the CPU."""
         flat = tokens.reshape(-1, tokens.shape[-1]).to(self.device)
@@ -98,7 +156,11 @@ class Engine:
         if "keypoints" in kinds:
             if keypoints is None:
                 raise ValueError("this model is conditioned on 2D keypoints; pass keypoints (17, 3)")
-            kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32)).reshape(-1, 17, 3)
+            arr = np.asarray(keypoints, dtype=np.float32)
+            if arr.size == 0 or arr.size % 51:
+                raise ValueError(f"keypoints must be (17, 3) or (B, 17, 3) = (x, y, confidence) per COCO-17 "
+                                 f"keypoint, got shape {arr.shape}")
+            kp = torch.as_tensor(arr).reshape(-1, 17, 3)
             kp = torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
             cond["keypoints"] = kp.to(self.device)
         if "image" in kinds:
@@ -109,12 +171,16 @@ class Engine:
         return cond
 
     @torch.inference_mode()
+    @_in_precision
     def recover(self, keypoints=None, image=None, *, mode: str = "deterministic", num_samples: int = 1,
                 steps: int = 5, temperature: float = 1.0, seed: int | None = 0, crop: CropBox | None = None,
                 return_trace: bool = True) -> RecoveryResult:
         """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if crop is not None and not (np.isfinite(crop.center).all() and np.isfinite(crop.side) and crop.side > 0):
+            raise ValueError(f"crop box needs a finite centre and a positive side, got centre {crop.center} "
+                             f"and side {crop.side}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         cond = self.model.encode_conditioning(self._conditioning(keypoints, image))
@@ -133,6 +199,7 @@ class Engine:
         return result
 
     @torch.inference_mode()
+    @_in_precision
     def unconditional(self, num_samples: int = 8, steps: int = 20, temperature: float = 1.2,
                       seed: int | None = 0, return_trace: bool = True) -> RecoveryResult:
         """Random humans from the self-supervised pre-trained model (paper App. C)."""

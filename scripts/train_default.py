@@ -36,7 +36,7 @@ from training.tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E4
 TOKENIZER_STEPS, TOKENIZER_BATCH = 12_000, 16
 PRESET = "cpu_fast"
 POOL_SIZE = 50_000
-PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 2_000, 3_000, 64, 1e-3
+PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 1_500, 2_500, 64, 1e-3
 EVAL_COUNT = 512
 
 

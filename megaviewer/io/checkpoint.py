@@ -75,6 +75,9 @@ def save_checkpoint(folder: str | Path, module_or_tensors: nn.Module | dict[str,
 def load_config(folder: str | Path, expected_kind: str | None = None) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / CONFIG_NAME
+    if folder.is_file():
+        _refuse_pickle(folder)  # a .pt/.bin given for the folder: say "pickle", and never open it further
+        raise CheckpointError(f"{folder} is a file; pass the checkpoint folder holding {WEIGHTS_NAME} + {CONFIG_NAME}")
     if not path.exists():
         raise CheckpointError(f"{folder} has no {CONFIG_NAME}; expected a megaviewer checkpoint folder")
     try:

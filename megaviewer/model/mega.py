@@ -226,12 +226,16 @@ def save_mega(folder: str | Path, model: Mega) -> Path:
 
 def load_mega(folder: str | Path, map_location: str | torch.device = "cpu") -> Mega:
     """Build the model from the folder's config and load its weights with name/shape checks."""
-    from megaviewer.io.checkpoint import load_checkpoint_tensors, load_config, load_state_into
+    from megaviewer.io.checkpoint import CheckpointError, load_checkpoint_tensors, load_config, load_state_into
 
-    config = MegaConfig.from_dict(load_config(folder, expected_kind=KIND))
-    # The checkpoint holds the backbone weights; do not require the original backbone file to exist.
-    config.conditioning = replace(config.conditioning, backbone_weights=None)
-    model = Mega(config)
+    raw = load_config(folder, expected_kind=KIND)
+    try:
+        config = MegaConfig.from_dict(raw)
+        # The checkpoint holds the backbone weights; do not require the original backbone file to exist.
+        config.conditioning = replace(config.conditioning, backbone_weights=None)
+        model = Mega(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # e.g. {"dim": "big"} in a hand-edited file
+        raise CheckpointError(f"{Path(folder) / 'config.json'} does not describe a valid MEGA model: {exc}") from None
     tensors = {k: v.to(map_location) for k, v in load_checkpoint_tensors(folder).items()}
     load_state_into(model.to(map_location), tensors, folder, strict=True)
     model.invalidate_cache()

@@ -129,14 +129,23 @@ class MeshVQVAE(nn.Module):
     def from_pretrained(cls, folder: str | Path | None = None, map_location: str | torch.device = "cpu"
                         ) -> MeshVQVAE:
         """Load a tokenizer checkpoint folder (default: the shipped one in ``resources/tokenizer``)."""
-        from megaviewer.io.checkpoint import load_checkpoint_tensors, load_config, load_state_into
+        from megaviewer.io.checkpoint import CheckpointError, load_checkpoint_tensors, load_config, load_state_into
         from megaviewer.paths import tokenizer_dir
         from megaviewer.tokenizer.cache import hierarchy_from_state
 
         folder = Path(folder) if folder is not None else tokenizer_dir()
-        config = TokenizerConfig.from_dict(load_config(folder, expected_kind=KIND))
+        raw = load_config(folder, expected_kind=KIND)
+        try:
+            config = TokenizerConfig.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{folder / 'config.json'} does not describe a valid tokenizer: {exc}") from None
         tensors = load_checkpoint_tensors(folder)
-        hierarchy = hierarchy_from_state(tensors, config)
-        model = cls(config, hierarchy)
+        try:
+            hierarchy = hierarchy_from_state(tensors, config)
+            model = cls(config, hierarchy)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:  # e.g. {"latent_dim": "x"}
+            raise CheckpointError(f"{folder} does not hold a valid tokenizer: {exc}") from None
         load_state_into(model, tensors, folder)
         return model.to(map_location).eval()

@@ -81,14 +81,21 @@ class PersonDetection:
         from megaviewer.camera import square_box_from_keypoints
 
         kp = np.asarray(keypoints, dtype=np.float64).reshape(17, 3).copy()
+        finite = np.isfinite(kp).all(axis=1)  # a NaN/inf x or y is a missing keypoint, not one at 0
         kp[~np.isfinite(kp)] = 0.0
         w, h = int(image_size[0]), int(image_size[1])
         inside = (kp[:, 0] >= 0) & (kp[:, 0] <= w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= h - 1)
-        valid = (kp[:, 2] >= min_confidence) & (kp[:, 2] > 0) & inside
-        if valid.sum() < 2 and bbox is not None and bbox[2] > 0 and bbox[3] > 0:
-            center = np.array([bbox[0] + bbox[2] / 2.0, bbox[1] + bbox[3] / 2.0])
-            side = BOX_SCALE * max(bbox[2], bbox[3])
-        else:
+        valid = (kp[:, 2] >= min_confidence) & (kp[:, 2] > 0) & inside & finite
+        center = side = None
+        if valid.sum() < 2 and bbox is not None:
+            b = np.asarray(bbox[:4], dtype=np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                box_center = np.array([b[0] + b[2] / 2.0, b[1] + b[3] / 2.0])
+                box_side = BOX_SCALE * max(b[2], b[3])
+            # A NaN/inf (or overflowing) box would put NaN into the crop camera: use the keypoints/image instead.
+            if b[2] > 0 and b[3] > 0 and np.isfinite(box_center).all() and np.isfinite(box_side):
+                center, side = box_center, float(box_side)
+        if center is None:
             c, s = square_box_from_keypoints(torch.as_tensor(kp[None, :, :2], dtype=torch.float32),
                                              torch.as_tensor(valid[None], dtype=torch.float32), scale=BOX_SCALE,
                                              image_size=(w, h))

@@ -69,7 +69,8 @@ def read_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> Loa
                     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 100 MP photo then costs a fraction.
                     img.draft("RGB", _draft_size(img.size, max_side))
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # in place: no full-size copy
+                img = _pre_reduce(img, max_side)
                 original = _original_size(img, (width, height), path)
                 rgb = _to_rgb_uint8(img)
     except ImageLoadError:
@@ -88,6 +89,26 @@ def read_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> Loa
 def _draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     factor = max(size) / max_side
     return (max(1, int(size[0] / factor)), max(1, int(size[1] / factor))) if factor > 1 else size
+
+
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
+
+
+def _pre_reduce(img, max_side: int | None):
+    """Shrink a decoded image by the largest integer factor that keeps its long side >= ``max_side``.
+
+    Why: formats without a JPEG-style draft mode (PNG, TIFF, WebP ...) decode at full size, and the
+    conversions after decoding (EXIF transpose, numpy, RGB->BGR) each copied the full image: a
+    12000x9000 PNG peaked at ~1.5 GB and took seconds. ``Image.reduce`` is a C box filter on PIL's own
+    buffer; the exact resize to ``max_side`` still happens in :func:`_limit_size`. Palette and 1-bit
+    images are left alone (averaging palette indices would mix unrelated colours).
+    """
+    if not max_side or img.mode not in _REDUCIBLE_MODES:
+        return img
+    factor = max(img.size) // max_side
+    if factor < 2:
+        return img
+    return img.reduce(factor)
 
 
 def _original_size(img, header_size: tuple[int, int], path: Path) -> tuple[int, int]:

@@ -111,20 +111,39 @@ class KeypointsFile:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise KeypointsFileError(f"{self.path}: not a readable JSON file ({exc})") from None
         self._by_key: dict[str, list[KeypointEntry]] = {}
-        records = self._records(raw)
-        values = np.concatenate([np.asarray(r["keypoints"], dtype=np.float64).reshape(17, 3)[:, 2]
-                                 for _, r in records]) if records else np.zeros(0)
+        try:
+            records = self._records(raw)
+            parsed = [(key, *self._parse(n, rec)) for n, (key, rec) in enumerate(records)]
+        except KeypointsFileError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            # Any other shape of JSON than the accepted layouts: one clear error, never a traceback.
+            raise KeypointsFileError(f"{self.path}: unexpected JSON layout ({type(exc).__name__}: {exc})") from None
+        values = np.concatenate([kp[:, 2] for _, kp, _, _ in parsed]) if parsed else np.zeros(0)
         coco_visibility = bool(values.size) and bool(np.isin(values, (0, 1, 2)).all()) and bool((values == 2).any())
-        for key, rec in records:
-            kp = np.asarray(rec["keypoints"], dtype=np.float64).reshape(17, 3).copy()
+        for key, kp, bbox, score in parsed:
             if coco_visibility:
                 kp[:, 2] = np.select([kp[:, 2] == 2, kp[:, 2] == 1], [1.0, 0.5], 0.0)
             else:
                 kp[:, 2] = np.clip(np.nan_to_num(kp[:, 2]), 0.0, 1.0)
-            bbox = rec.get("bbox")
-            entry = KeypointEntry(kp, tuple(float(b) for b in bbox[:4]) if bbox and len(bbox) >= 4 else None,
-                                  float(rec["score"]) if rec.get("score") is not None else None)
-            self._by_key.setdefault(key, []).append(entry)
+            self._by_key.setdefault(key, []).append(KeypointEntry(kp, bbox, score))
+
+    def _parse(self, n: int, rec: dict) -> tuple[np.ndarray, tuple[float, float, float, float] | None, float | None]:
+        """Entry ``n`` -> (17, 3) float keypoints (v as written), optional bbox and score."""
+        try:
+            kp = np.asarray(rec["keypoints"], dtype=np.float64).reshape(17, 3).copy()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise KeypointsFileError(f"{self.path}: entry {n} has keypoints that are not 51 numbers ({exc})") from None
+        bbox = rec.get("bbox")
+        try:
+            box = tuple(float(b) for b in bbox[:4]) if bbox and len(bbox) >= 4 else None
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise KeypointsFileError(f"{self.path}: entry {n} has a 'bbox' that is not [x, y, w, h]") from None
+        try:
+            score = float(rec["score"]) if rec.get("score") is not None else None
+        except (TypeError, ValueError, OverflowError):
+            raise KeypointsFileError(f"{self.path}: entry {n} has a 'score' that is not a number") from None
+        return kp, box, score
 
     def _records(self, raw) -> list[tuple[str, dict]]:
         """(lookup key, record) pairs from any accepted layout; keys are file names or ``"id:<n>"``."""
@@ -143,9 +162,11 @@ class KeypointsFile:
         for n, rec in enumerate(items):
             if not isinstance(rec, dict) or "keypoints" not in rec:
                 raise KeypointsFileError(f"{self.path}: entry {n} has no 'keypoints'")
-            if len(rec["keypoints"]) != 51:
-                raise KeypointsFileError(f"{self.path}: entry {n} has {len(rec['keypoints'])} keypoint values, "
-                                         "expected 51 (17 COCO keypoints x (x, y, v))")
+            kps = rec["keypoints"]
+            if not isinstance(kps, list) or len(kps) != 51:
+                got = f"{len(kps)} keypoint values" if isinstance(kps, list) else f"keypoints of type {type(kps).__name__}"
+                raise KeypointsFileError(f"{self.path}: entry {n} has {got}, expected 51 "
+                                         "(17 COCO keypoints x (x, y, v))")
             name = rec.get("file_name") or rec.get("image") or rec.get("image_path")
             image_id = rec.get("image_id")
             if name is None and image_id is not None:
