@@ -279,7 +279,7 @@ def test_bad_files_raise_image_load_error(tmp_path):
         assert str(path) in str(info.value)
 
 
-# ---------------------------------------------------------------------------- trained model (skips for now)
+# ---------------------------------------------------------------------------- trained model
 @pytest.mark.parametrize("photo", ["astronaut", "cameraman"])
 def test_trained_model_reprojects_onto_detected_keypoints(photo, detector, request):
     """The recovered COCO joints, projected with the full-image camera, land on the detected keypoints."""

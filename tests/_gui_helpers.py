@@ -1,0 +1,95 @@
+"""Small things the GUI tests (and ``scripts/make_screenshots.py``) build in code.
+
+- :func:`tiny_engine`: a random-weight ``test_tiny`` MEGA + tokenizer + the shipped body assets. Random
+  weights still give different meshes per step and per sample, which is what pixel tests need.
+- :class:`StubDetector`: people at fixed places, so tests of picking and live video do not depend on
+  MediaPipe's judgement of synthetic frames (one real-detector test covers the real path).
+- :func:`write_video`: an MJPG ``.avi`` (decodable by every OpenCV build) standing in for a webcam.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# A standing person facing the camera, COCO-17 order, in units of the person's height (x right, y down).
+_STANDING = np.array([
+    [0.00, 0.05], [-0.02, 0.03], [0.02, 0.03], [-0.05, 0.04], [0.05, 0.04],  # nose, eyes, ears
+    [-0.12, 0.18], [0.12, 0.18], [-0.16, 0.34], [0.16, 0.34], [-0.17, 0.48], [0.17, 0.48],  # arms
+    [-0.08, 0.52], [0.08, 0.52], [-0.09, 0.74], [0.09, 0.74], [-0.09, 0.96], [0.09, 0.96],  # legs
+])
+
+
+def tiny_engine(seed: int = 0, unconditional: bool = False):
+    """Random-weight engine on the CPU (built in well under a second)."""
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import Engine
+    from megaviewer.model.mega import Mega
+    from megaviewer.paths import tokenizer_dir
+    from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
+
+    torch.manual_seed(seed)
+    model = Mega.from_preset("test_tiny")
+    if (tokenizer_dir() / "model.safetensors").exists():
+        tokenizer = MeshVQVAE.from_pretrained()
+    else:
+        from training.tokenizer import build_tokenizer
+
+        tokenizer = build_tokenizer(TokenizerConfig(channels=[4, 4, 4]))
+    uncond = Mega.from_preset("test_tiny", conditioning={"kinds": ()}) if unconditional else None
+    return Engine(model, tokenizer, BodyAssets.load().coco_regressor, device="cpu", name="test_tiny",
+                  unconditional_model=uncond)
+
+
+def person_keypoints(centre_x: float, top: float, height: float) -> np.ndarray:
+    """(17, 3) pixel keypoints of a standing person, all confident."""
+    xy = _STANDING * height + np.array([centre_x, top])
+    return np.concatenate([xy, np.full((17, 1), 0.95)], axis=1)
+
+
+class StubDetector:
+    """Returns the same people (as the vision package's ``PersonDetection``) for any image."""
+
+    def __init__(self, people: int = 1):
+        self.people = people
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list:
+        from megaviewer.vision.detector import PersonDetection
+
+        self.calls += 1
+        h, w = image.shape[:2]
+        out = []
+        for i in range(self.people):
+            x = w * (i + 1) / (self.people + 1)
+            height = h * (0.8 - 0.15 * i)
+            kp = person_keypoints(x, h * 0.1, height)
+            out.append(PersonDetection.from_keypoints(kp, (w, h), source="stub"))
+        return out
+
+
+def stub_factory(people: int = 1):
+    """A ``detector_factory`` for ``MainWindow``: ``factory(tracking) -> StubDetector``."""
+    return lambda tracking=False: StubDetector(people)
+
+
+def write_video(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: float = 15.0,
+                image: np.ndarray | None = None) -> Path:
+    """An MJPG .avi of a slowly panning picture (or a moving gradient)."""
+    import cv2
+
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV could not open an MJPG writer"
+    base = cv2.resize(image, (w + frames * 2, h)) if image is not None else None
+    for i in range(frames):
+        if base is not None:
+            frame = np.ascontiguousarray(base[:, 2 * i: 2 * i + w])
+        else:
+            yy, xx = np.mgrid[0:h, 0:w]
+            frame = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
+        writer.write(frame)
+    writer.release()
+    return path

@@ -1,0 +1,139 @@
+"""The benchmark plumbing on a tiny random engine with two repeats: every function runs, the report has the
+documented schema and survives JSON. Nothing here asserts on wall-clock values (machine- and load-dependent);
+only that timings are finite, non-negative numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from megaviewer import bench
+from tests._engines import tiny_engine
+
+STATS_KEYS = {"median_ms", "p10_ms", "p90_ms", "min_ms", "mean_ms", "n"}
+
+
+def _is_stats(stats: dict, n: int | None = None) -> bool:
+    ok = STATS_KEYS <= set(stats) and all(math.isfinite(stats[k]) and stats[k] >= 0 for k in STATS_KEYS)
+    return ok and (n is None or stats["n"] == n)
+
+
+def _needs_mediapipe() -> None:
+    reason = bench.mediapipe_available()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def test_measure_and_summarize() -> None:
+    calls = []
+    stats = bench.measure(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and _is_stats(stats, 3)
+    both = bench.measure_interleaved({"a": lambda: None, "b": lambda: None}, repeats=2, warmup=1)
+    assert set(both) == {"a", "b"} and all(_is_stats(s, 2) for s in both.values())
+    assert bench.summarize([3.0, 1.0, 2.0])["median_ms"] == 2.0
+    with pytest.raises(ValueError):
+        bench.measure(lambda: None, repeats=0)
+
+
+def test_inputs_are_crop_normalised_keypoints() -> None:
+    kp = bench.standing_keypoints()
+    assert kp.shape == (17, 3) and np.isfinite(kp).all()
+    assert np.abs(kp[:, :2]).max() <= 1.0 and np.allclose(kp[:, 2], 0.9)
+    inputs = bench.engine_inputs(tiny_engine())
+    assert set(inputs) == {"keypoints", "crop"} and inputs["crop"].image_size == bench.FRAME_SIZE
+
+
+def test_engine_benchmarks() -> None:
+    engine = tiny_engine()
+    det = bench.bench_deterministic(engine, repeats=2, warmup=1)
+    assert set(det) == {"total", "model", "decode"} and all(_is_stats(s, 2) for s in det.values())
+    sto = bench.bench_stochastic(engine, repeats=2, warmup=1, qs=(1, 4), steps=2)
+    assert set(sto) == {"q1", "q4"} and all(_is_stats(s, 2) and s["per_sample_ms"] >= 0 for s in sto.values())
+    bvs = bench.bench_batched_vs_sequential(engine, repeats=2, warmup=1, q=3, steps=2)
+    assert _is_stats(bvs["batched"], 2) and _is_stats(bvs["sequential"], 2) and bvs["speedup"] > 0
+    dec = bench.bench_tokenizer_decode(engine, repeats=2, warmup=1, batches=(1, 2))
+    assert set(dec) == {"b1", "b2"} and all(_is_stats(s, 2) for s in dec.values())
+    assert "skipped" in bench.bench_unconditional(engine, repeats=2, warmup=1)
+
+
+def test_environment_records_what_figures_depend_on() -> None:
+    env = bench.environment(tiny_engine())
+    for key in ("device", "torch", "cpu_model", "torch_threads", "model_preset", "parameters", "load_average"):
+        assert key in env
+    assert env["model_preset"] == "test_tiny"
+    assert env["parameters"]["model"]["total"] > 0 and env["parameters"]["tokenizer"] > 0
+    json.dumps(env)
+
+
+def test_synthetic_video_round_trips(tmp_path) -> None:
+    from megaviewer.vision.sources import VideoSource
+
+    frames = bench.synthetic_frames(4)
+    assert frames[0].shape == (480, 640, 3) and frames[0].dtype == np.uint8
+    assert not np.array_equal(frames[1], frames[2])  # a little motion
+    path = bench.write_synthetic_video(tmp_path / "clip.mp4", frames=6)
+    with VideoSource(path) as source:
+        read = list(source)
+    assert len(read) == 6 and read[0].shape == (480, 640, 3)
+
+
+_DETECTOR_SCRIPT = """
+import json, sys
+from megaviewer import bench
+from tests._engines import tiny_engine
+photo, name = bench.photo_bgr()
+frames = bench.synthetic_frames(3, photo)
+det = bench.bench_detector(frames, repeats=2, warmup=1, multi_repeats=1)
+video = bench.write_synthetic_video(sys.argv[1] + "/live.mp4", frames=5, photo=photo)
+live = bench.bench_live_loop(tiny_engine(), video, frames=2, warmup=1)
+print(json.dumps({"detector": det, "live": live}))
+"""
+
+
+def test_detector_and_live_loop(tmp_path) -> None:
+    """Run in a child process: in a pytest process that has run MediaPipe, a later first import of triton
+    (timm's image backbones in test_model.py) segfaults; keeping MediaPipe out of this process keeps the
+    suite's alphabetical order safe."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _needs_mediapipe()
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", _DETECTOR_SCRIPT, str(tmp_path)], cwd=root, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    det, live = out["detector"], out["live"]
+    assert _is_stats(det["single"], 2) and _is_stats(det["tracking"], 2) and _is_stats(det["multi"], 1)
+    assert live["frames"] == 2 and live["fps"] > 0 and 0 <= live["found"] <= 1
+    assert all(_is_stats(live[k], 2) for k in ("latency", "read", "detect", "recover"))
+    assert live["frame_size"] == [640, 480]
+
+
+def test_run_all_report_schema_table_and_json(tmp_path) -> None:
+    report = bench.run_all(tiny_engine(), repeats=2, warmup=1, detector=False)
+    assert report["schema"] == bench.SCHEMA
+    res = report["results"]
+    assert set(res) >= {"deterministic", "stochastic", "batched_vs_sequential", "unconditional",
+                        "tokenizer_decode", "detector", "live_loop"}
+    assert set(res["stochastic"]) == {f"q{q}" for q in bench.STOCHASTIC_QS}
+    assert set(report["checks"]) == set(bench.TARGETS)
+    assert report["checks"]["live_fps"]["met"] is None  # not measured without the detector
+    assert isinstance(report["checks"]["deterministic_ms"]["met"], bool)
+    table = bench.format_table(report)
+    for needle in ("deterministic", "stochastic Q16", "sequential", "tokenizer decode", "targets"):
+        assert needle in table
+    path = bench.save_report(report, tmp_path / "bench.json")
+    assert json.loads(path.read_text())["results"]["deterministic"]["total"]["n"] == 2
+
+
+def test_cli_arguments() -> None:
+    args = bench.parse_args([])
+    assert args.repeats == 30 and args.device == "cpu" and not args.preset_paper and args.out is None
+    args = bench.parse_args(["--repeats", "5", "--device", "cuda", "--preset-paper", "--out", "x.json"])
+    assert args.repeats == 5 and args.device == "cuda" and args.preset_paper and args.out == "x.json"
