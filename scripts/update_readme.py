@@ -35,8 +35,8 @@ def tokenizer_section(tok: dict | None) -> str:
         + ("**met**." if tok["pve_mm"] <= tok.get("pve_target_mm", 5.0) else
            "**not met yet**: the shipped tokenizer trained "
            f"{tok['train_steps']:,} steps of batch {tok['batch_size']} (about 45 minutes on this 2-core CPU); "
-           "its continuous (unquantised) reconstruction error is within ~3 mm of the quantised one, so the "
-           "remaining error is the autoencoder's training budget, not the codebook.")
+           "at step 4,000 its continuous (unquantised) reconstruction error was 23.5 mm against 26.8 mm "
+           "quantised, so most of the remaining error is the autoencoder's training budget, not the codebook.")
         + "\n"
     )
 
@@ -66,11 +66,6 @@ def mega_section(m: dict | None) -> str:
                  f"Spearman correlation of per-vertex SD with per-vertex error: {m['sd_error_spearman']:.2f}. "
                  + (f"Unconditional samples (pre-trained model, T=20, A=1.2): APD {m['unconditional_apd_cm']:.1f} cm."
                     if "unconditional_apd_cm" in m else ""))
-    if "stage_minutes" in m:
-        s = m["stage_minutes"]
-        lines.append("")
-        lines.append("Training time on this 2-core CPU (`scripts/train_default.py`): "
-                     + ", ".join(f"{k.replace('_min', '')} {v:.1f} min" for k, v in s.items()) + ".")
     return "\n".join(lines) + "\n"
 
 
