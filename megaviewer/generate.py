@@ -10,7 +10,8 @@ Iterative (§4.2 with the paper's schedule): start all-masked; at step t = 1..T 
 3. confidence = score + temp_t G' (fresh Gumbel); the n_t most confident positions are visible after the
    step, n_t from ``masking.tokens_revealed_by_step`` -- strictly increasing, n_T = N, so every token is
    sampled (the original forced the last one to index 0).
-Everything is vectorised over the batch; the only Python loop is over steps.
+Everything is vectorised over the batch; the only Python loop is over steps. Step 1 sees all rows
+all-masked, so the Q samples of an item share one model pass there (``generate_iterative``'s ``repeats``).
 
 Noise comes only from the ``generator`` argument: a single ``torch.Generator`` draws the whole batch's
 noise at once; a sequence of generators (one per output row) draws each row's noise from its own

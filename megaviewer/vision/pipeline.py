@@ -164,7 +164,8 @@ class KeypointsFile:
                 raise KeypointsFileError(f"{self.path}: entry {n} has no 'keypoints'")
             kps = rec["keypoints"]
             if not isinstance(kps, list) or len(kps) != 51:
-                got = f"{len(kps)} keypoint values" if isinstance(kps, list) else f"keypoints of type {type(kps).__name__}"
+                got = (f"{len(kps)} keypoint values" if isinstance(kps, list)
+                       else f"keypoints of type {type(kps).__name__}")
                 raise KeypointsFileError(f"{self.path}: entry {n} has {got}, expected 51 "
                                          "(17 COCO keypoints x (x, y, v))")
             name = rec.get("file_name") or rec.get("image") or rec.get("image_path")
