@@ -30,7 +30,7 @@ class HypothesisGallery(QListWidget):
         super().__init__(parent)
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setIconSize(QSize(*THUMB))
-        self.setGridSize(QSize(THUMB[0] + 22, THUMB[1] + 34))
+        self.setGridSize(QSize(THUMB[0] + 34, THUMB[1] + 34))  # room for "#12 · 105 mm"
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setWrapping(True)

@@ -95,7 +95,7 @@ class Presenter:
         ref = state.reference
         self.reference_meshes = ResultMeshes(ref, self.decode) if ref is not None else None
         self.timeline.set_steps(self.meshes.num_steps, state.step)
-        if not self.live:  # while streaming, the gallery waits for pause/stop (it would only flicker)
+        if not self.live or self.gallery.count() == 0:  # while streaming: once, then again on pause/stop
             self._fill_gallery()
 
     def set_live(self, live: bool) -> None:

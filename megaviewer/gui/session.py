@@ -189,7 +189,7 @@ class Session(QObject):
     @staticmethod
     def _timing_text(rec: Recovery) -> str:
         result = rec.result
-        parts = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items()]
+        parts = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items() if k != "total_ms"]
         q = f"Q={result.num_samples} " if result.num_samples > 1 else ""
         return f"{result.mode} {q}· " + " · ".join(parts) + f" · total {rec.elapsed_ms:.0f} ms"
 

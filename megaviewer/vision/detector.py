@@ -83,6 +83,7 @@ class PersonDetection:
         kp = np.asarray(keypoints, dtype=np.float64).reshape(17, 3).copy()
         finite = np.isfinite(kp).all(axis=1)  # a NaN/inf x or y is a missing keypoint, not one at 0
         kp[~np.isfinite(kp)] = 0.0
+        kp[:, 2] = kp[:, 2].clip(0.0, 1.0)  # confidences are probabilities; 1e38 must not overflow float32 later
         w, h = int(image_size[0]), int(image_size[1])
         inside = (kp[:, 0] >= 0) & (kp[:, 0] <= w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= h - 1)
         valid = (kp[:, 2] >= min_confidence) & (kp[:, 2] > 0) & inside & finite
