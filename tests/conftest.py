@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# Loaded first on purpose: in a process that has already run MediaPipe, the first import of triton (pulled in by
+# torch._dynamo, e.g. on the first AdamW step) segfaults. Importing it here makes every test-file order safe.
+import torch._dynamo  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def anny_body():
