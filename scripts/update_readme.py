@@ -72,11 +72,29 @@ def mega_section(m: dict | None) -> str:
 def bench_section(b: dict | None) -> str:
     if not b:
         return ""
-    rows = b.get("table") or []
-    if not rows:
-        return "### Speed\n\n```\n" + json.dumps(b, indent=1)[:3000] + "\n```\n"
-    out = ["### Speed (`python scripts/bench.py`, medians)\n", "| measurement | median |", "|---|---|"]
-    out += [f"| {name} | {value} |" for name, value in rows]
+    env = b.get("environment", {})
+    out = ["### Speed (`python scripts/bench.py --repeats 30`, medians, CPU)\n",
+           f"Environment: {env.get('cpu_model')} ({env.get('cpu_count')} cores, {env.get('torch_threads')} torch "
+           f"threads), torch {env.get('torch')}, device {env.get('device')}; load average during the run "
+           f"{', '.join(f'{x:.1f}' for x in env.get('load_average', [])[:3])} (other jobs were running).\n",
+           "| target | measured | target value | met |", "|---|---|---|---|"]
+    for check in b.get("checks", {}).values():
+        out.append(f"| {check['what']} | {check['value']:.1f} | {'≤' if check['better'] == 'lower' else '≥'} "
+                   f"{check['target']:g} | {'yes' if check['met'] else '**no**'} |")
+    out.append("")
+    out.append("All medians (ms) by measurement:")
+    out.append("")
+    out.append("| measurement | median ms |")
+    out.append("|---|---|")
+
+    def walk(prefix: str, node) -> None:
+        if isinstance(node, dict) and "median_ms" in node:
+            out.append(f"| {prefix} | {node['median_ms']:.1f} |")
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix} / {key}" if prefix else key, value)
+
+    walk("", b.get("results", {}))
     return "\n".join(out) + "\n"
 
 
