@@ -46,3 +46,13 @@ def trained_engine():
     from megaviewer.engine import Engine
 
     return Engine.from_pretrained(device="cpu")
+
+
+def random_keypoints(batch: int, seed: int = 0):
+    """Random crop-normalised COCO-17 keypoints (B, 17, 3): x, y in [-1, 1], confidence in [0, 1)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    kp = torch.rand(batch, 17, 3, generator=g)
+    kp[..., :2] = kp[..., :2] * 2 - 1
+    return kp

@@ -8,15 +8,12 @@ import torch
 from megaviewer import generate
 from megaviewer.masking import tokens_revealed_by_step
 from megaviewer.model import CondEncoding, Mega
+from tests._engines import random_keypoints
 
 N, S = 54, 512
 
 
-def _keypoints(batch: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    kp = torch.rand(batch, 17, 3, generator=g)
-    kp[..., :2] = kp[..., :2] * 2 - 1
-    return kp
+_keypoints = random_keypoints
 
 
 @pytest.fixture(scope="module")

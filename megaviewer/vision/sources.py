@@ -140,8 +140,7 @@ class VideoSource(FrameSource):
             raise SourceError(f"{self.path}: not a readable video (OpenCV/FFmpeg could not decode a frame)")
         self._cap = cap
         self._pending = frame
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
+        self.fps = _capture_fps(cap)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
         self.frames_read = 0
@@ -205,8 +204,7 @@ class WebcamSource(FrameSource):
             raise SourceError(f"camera {self.index} is not available (no such camera, no permission, or it is "
                               "in use by another program)")
         self._cap = cap
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
+        self.fps = _capture_fps(cap)
         self.frames_read = 0
         super().open()
         return self
@@ -307,3 +305,11 @@ def _quiet_opencv() -> Iterator[None]:
         yield
     finally:
         logging.setLogLevel(previous)
+
+
+def _capture_fps(cap) -> float | None:
+    """The stream's frame rate, or None when OpenCV reports nothing usable (0, NaN, negative)."""
+    import cv2
+
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return float(fps) if fps and np.isfinite(fps) and fps > 0 else None
