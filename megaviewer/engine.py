@@ -70,13 +70,14 @@ def _in_precision(method: Callable) -> Callable:
 class Engine:
     def __init__(self, model: Mega, tokenizer: MeshVQVAE, coco_regressor: torch.Tensor,
                  device: torch.device | str | None = None, name: str = "custom",
-                 unconditional_model: Mega | None = None, half: bool = False, compile: bool = False):
+                 unconditional_model: Mega | None = None, half: bool = False, compile: bool = False,
+                 faces: torch.Tensor | None = None):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
         self.unconditional_model = unconditional_model.to(self.device).eval() if unconditional_model else None
         self.coco_regressor = coco_regressor.to(self.device, torch.float32)
-        self.faces = self._faces()
+        self.faces = faces if faces is not None else self._faces()
         self.name = name
         if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
             raise ValueError(f"model expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
@@ -133,7 +134,7 @@ class Engine:
         uncond = load_mega(uncond_dir, map_location=dev) if uncond_dir is not None else None
         assets = BodyAssets.load(tokenizer.config.body)
         return cls(model, tokenizer, assets.coco_regressor, dev, name=folder.name, unconditional_model=uncond,
-                   half=half, compile=compile)
+                   half=half, compile=compile, faces=assets.faces)
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device),
