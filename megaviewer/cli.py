@@ -76,6 +76,9 @@ def build_infer_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, metavar="T", help="generation steps (stochastic; default 5)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="A", help="sampling temperature (default 1)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    p.add_argument("--no-camera-fit", dest="camera_fit", action="store_false",
+                   help="keep the network's own rotation and camera instead of fitting them to the detected "
+                   "keypoints (the fit is on by default; see megaviewer.camera_fit)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     p.add_argument("--formats", default=DEFAULT_FORMATS,
                    help=f"comma list of {','.join(FORMATS)} (default {DEFAULT_FORMATS}; mp4: overlay video)")
@@ -323,7 +326,8 @@ class InferJob:
         stochastic = self.args.mode == "stochastic"
         return recover_people(self.engine, detector, image, detections=detections, mode=self.args.mode,
                               num_samples=self.args.samples if stochastic else 1, steps=self.args.steps,
-                              temperature=self.args.temperature, seed=self.args.seed, return_trace=False)
+                              temperature=self.args.temperature, seed=self.args.seed, return_trace=False,
+                              fit_camera=self.args.camera_fit)
 
     def _write(self, image, people, folder: Path, stem: str):
         """Every requested output of one image; returns the overlay (for videos)."""

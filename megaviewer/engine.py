@@ -17,6 +17,13 @@ only when the device is CUDA and ignored elsewhere (on a CPU fp16 matmuls are sl
 - ``compile``: every transformer block of the model(s) and the tokenizer's decoder are wrapped by
   ``torch.compile(dynamic=True)`` (block-level, so the varying number of visible tokens per step and the
   varying batch Q do not trigger a recompile per shape). The first calls are slow (compilation).
+
+Camera fit (``fit_camera``, on by default): for keypoint-conditioned recoveries each hypothesis's global
+rotation and weak-perspective camera are fitted to the keypoints it was conditioned on
+(:mod:`megaviewer.camera_fit`), so the mesh sits on the person in the photo; the network's own rotation and
+camera stay in the result (``network_rotation`` / ``network_cam``) with the fit's report (``camera_fit``).
+Pass ``fit_camera=False`` to ``Engine`` (the default for every call) or to ``recover`` (one call) for the
+raw network placement.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 import torch
 
 from megaviewer import generate
+from megaviewer.camera_fit import fit_camera as fit_camera_to_keypoints
 from megaviewer.geometry.rotations import rot6d_to_matrix
 from megaviewer.model.mega import Mega, load_mega
 from megaviewer.result import RecoveryResult
@@ -71,7 +79,7 @@ class Engine:
     def __init__(self, model: Mega, tokenizer: MeshVQVAE, coco_regressor: torch.Tensor,
                  device: torch.device | str | None = None, name: str = "custom",
                  unconditional_model: Mega | None = None, half: bool = False, compile: bool = False,
-                 faces: torch.Tensor | None = None):
+                 faces: torch.Tensor | None = None, fit_camera: bool = True):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
@@ -79,6 +87,7 @@ class Engine:
         self.coco_regressor = coco_regressor.to(self.device, torch.float32)
         self.faces = faces if faces is not None else self._faces()
         self.name = name
+        self.fit_camera = bool(fit_camera)  # default of recover(fit_camera=None); see the module docstring
         if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
             raise ValueError(f"model expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
                              f"the tokenizer has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
@@ -115,10 +124,11 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: torch.device | str | None = None,
                         tokenizer_path: str | Path | None = None, half: bool = False,
-                        compile: bool = False) -> Engine:
+                        compile: bool = False, fit_camera: bool = True) -> Engine:
         """Load a MEGA checkpoint folder (default: shipped) and its tokenizer (default: shipped).
 
-        ``half`` / ``compile`` are the CUDA-only speed options of the module docstring.
+        ``half`` / ``compile`` are the CUDA-only speed options and ``fit_camera`` the camera fit of the module
+        docstring.
         """
         from megaviewer.body.assets import BodyAssets
         from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir
@@ -134,13 +144,13 @@ class Engine:
         uncond = load_mega(uncond_dir, map_location=dev) if uncond_dir is not None else None
         assets = BodyAssets.load(tokenizer.config.body)
         return cls(model, tokenizer, assets.coco_regressor, dev, name=folder.name, unconditional_model=uncond,
-                   half=half, compile=compile, faces=assets.faces)
+                   half=half, compile=compile, faces=assets.faces, fit_camera=fit_camera)
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device),
                 "conditioning": list(self.model.config.conditioning.kinds),
                 "tokens": self.tokenizer.num_tokens, "codes": self.tokenizer.config.num_codes,
-                "half": self.half, "compiled": self.compiled}
+                "half": self.half, "compiled": self.compiled, "camera_fit": self.fit_camera}
 
     # -------------------------------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -175,8 +185,12 @@ class Engine:
     @_in_precision
     def recover(self, keypoints=None, image=None, *, mode: str = "deterministic", num_samples: int = 1,
                 steps: int = 5, temperature: float = 1.0, seed: int | None = 0, crop: CropBox | None = None,
-                return_trace: bool = True) -> RecoveryResult:
-        """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop."""
+                return_trace: bool = True, fit_camera: bool | None = None) -> RecoveryResult:
+        """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop.
+
+        ``fit_camera`` (default: the engine's ``fit_camera``, on) fits each hypothesis's rotation and camera to
+        the keypoints (module docstring); it needs keypoints and a model with a rotation/camera head.
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if crop is not None and not (np.isfinite(crop.center).all() and np.isfinite(crop.side) and crop.side > 0):
@@ -184,7 +198,8 @@ class Engine:
                              f"and side {crop.side}")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        cond = self.model.encode_conditioning(self._conditioning(keypoints, image))
+        inputs = self._conditioning(keypoints, image)
+        cond = self.model.encode_conditioning(inputs)
         if mode == "deterministic":
             out = generate.deterministic(self.model, cond, return_trace=return_trace)
         else:
@@ -194,8 +209,12 @@ class Engine:
                                       temperature=temperature, generator=gen, return_trace=return_trace)
         t1 = time.perf_counter()
         timings["generate_ms"] = (t1 - t0) * 1000
-        result = self._assemble(mode, out, crop)
+        fit = self.fit_camera if fit_camera is None else bool(fit_camera)
+        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None)
         timings["decode_ms"] = (time.perf_counter() - t1) * 1000
+        if "camera_fit_ms" in result.timings_ms:
+            timings["camera_fit_ms"] = result.timings_ms["camera_fit_ms"]
+            timings["decode_ms"] -= timings["camera_fit_ms"]
         result.timings_ms = timings
         return result
 
@@ -214,13 +233,28 @@ class Engine:
         result.timings_ms = {"total_ms": (time.perf_counter() - t0) * 1000}
         return result
 
-    def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None) -> RecoveryResult:
+    def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None,
+                  fit_keypoints: torch.Tensor | None = None) -> RecoveryResult:
+        """Decode the tokens and place the meshes; ``fit_keypoints`` (B, 17, 3) crop coords turn the camera fit on."""
         tokens = out.tokens
         q = tokens.shape[0]
         canonical = self.tokenizer.decode(tokens).float()
+        fit_report = None
+        fit_ms = None
+        network_rotation = network_cam = None
         if out.rot6d is not None:
             rotation = rot6d_to_matrix(out.rot6d.float())
             cam = out.cam.float()
+            if fit_keypoints is not None and q % fit_keypoints.shape[0] == 0:
+                t_fit = time.perf_counter()
+                network_rotation, network_cam = rotation, cam
+                canonical_joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, canonical)
+                # the B conditioning items' keypoints, one row per hypothesis (rows are item-major)
+                rows = fit_keypoints.float().repeat_interleave(q // fit_keypoints.shape[0], dim=0)
+                fit_report = fit_camera_to_keypoints(canonical_joints, rows, rotation, cam)
+                rotation = fit_report.rotation.to(canonical.device)
+                cam = fit_report.cam.to(canonical.device)
+                fit_ms = (time.perf_counter() - t_fit) * 1000
         else:
             rotation = torch.eye(3, device=canonical.device).expand(q, 3, 3)
             cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
@@ -236,11 +270,16 @@ class Engine:
             focal = float(focal_t[0])
         camera_vertices = oriented + translation[:, None, :]
         joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, camera_vertices)
-        return RecoveryResult(
+        result = RecoveryResult(
             mode=mode, tokens=tokens.cpu(), canonical_vertices=canonical.cpu(), rotation=rotation.cpu(),
             cam_weak=cam.cpu(), camera_vertices=camera_vertices.cpu(), translation=translation.cpu(),
             focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace,
+            network_rotation=network_rotation.cpu() if network_rotation is not None else None,
+            network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
         )
+        if fit_ms is not None:
+            result.timings_ms["camera_fit_ms"] = fit_ms
+        return result
 
 
 def load_metrics(folder: str | Path | None = None) -> dict:

@@ -4,9 +4,13 @@ Deterministic (paper Sec. 3.4, reference-facts §4.1): all N tokens masked, one 
 encoder only sees the cls token, so its (cached) constant output is used.
 
 Iterative (§4.2 with the paper's schedule): start all-masked; at step t = 1..T with temperature temp_t
-1. logits for all positions given the currently visible tokens;
-2. candidate = argmax(logits + temp_t G), G ~ Gumbel(0, 1) iid -- i.e. a sample of softmax(logits/temp_t);
-   score = RAW logit of the chosen index (as the original); visible positions keep their token, score +inf;
+1. logits for the still-masked positions given the currently visible tokens (visible positions keep their
+   token, so the token head runs only on masked rows);
+2. candidate = a sample of softmax(logits/temp_t) -- the original's argmax(logits + temp_t G), G ~ Gumbel,
+   has exactly this distribution; we draw it by inverse CDF from ONE uniform per position instead of one
+   Gumbel per codebook entry (512 times fewer random numbers and no logarithms, a tenth of a Q=16 call on a
+   CPU); temperature 0 is the argmax; score = RAW logit of the chosen index (as the original); visible
+   positions keep their token, score +inf;
 3. confidence = score + temp_t G' (fresh Gumbel); the n_t most confident positions are visible after the
    step, n_t from ``masking.tokens_revealed_by_step`` -- strictly increasing, n_T = N, so every token is
    sampled (the original forced the last one to index 0).
@@ -78,6 +82,15 @@ class _Noise:
             if len(self.per_row) != rows:
                 raise ValueError(f"got {len(self.per_row)} generators for {rows} output rows")
         self.rows, self.device = rows, device
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        """U(0, 1) of shape (rows, *shape), on ``device``."""
+        if self.shared is not None:
+            u = torch.rand((self.rows, *shape), generator=self.shared, device=self.shared.device)
+        else:
+            u = torch.stack([torch.rand(shape, generator=g, device=g.device).to(self.device)
+                             for g in self.per_row])
+        return u.to(self.device)
 
     def gumbel(self, *shape: int, scale: float = 1.0) -> torch.Tensor | None:
         """``scale`` * Gumbel(0, 1) of shape (rows, *shape), or None when ``scale`` is 0.
@@ -157,7 +170,6 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     with _eval_mode(model):
         b, n, dev = cond.batch * repeats, model.config.seq_len, _device(model)
-        s = model.config.vocab
         noise = _Noise(generator, b, dev)
         schedule = tokens_revealed_by_step(n, steps)
         tokens = torch.zeros(b, n, dtype=torch.long, device=dev)
@@ -170,14 +182,16 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
             temps.append(temp)
             if t == 1 and repeats > 1:  # all rows all-masked: one pass per item, shared by its rows
                 first = torch.zeros(cond.batch, n, dtype=torch.bool, device=dev)
-                logits = model.token_logits(first.long(), first, cond).float().repeat_interleave(repeats, 0)
+                features = model.token_features(first.long(), first, cond).repeat_interleave(repeats, 0)
             else:
-                logits = model.token_logits(tokens, visible, rows).float()
-            noisy = noise.gumbel(n, s, scale=temp)
-            candidate = (logits if noisy is None else noisy.add_(logits)).argmax(dim=-1)
-            score = logits.gather(-1, candidate[..., None])[..., 0]
-            candidate = torch.where(visible, tokens, candidate)
-            score = score.masked_fill(visible, float("inf"))
+                features = model.token_features(tokens, visible, rows)
+            masked = ~visible
+            logits = model.head(features[masked]).float()  # (masked positions of all rows, S)
+            uniform = noise.uniform(n)  # one per position, drawn for every position: streams stay aligned
+            picked = sample_categorical(logits, temp, uniform[masked])
+            candidate = tokens.masked_scatter(masked, picked)
+            score = torch.full((b, n), float("inf"), device=dev)
+            score = score.masked_scatter(masked, logits.gather(-1, picked[:, None])[:, 0])
             noisy = noise.gumbel(n, scale=temp)
             confidence = score if noisy is None else noisy.add_(score)
             order = confidence.argsort(dim=1, descending=True, stable=True)
@@ -192,6 +206,16 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
         return tokens
     trace = Trace(torch.stack(rec_tokens), torch.stack(rec_visible), torch.stack(rec_revealed), tuple(temps))
     return tokens, trace
+
+
+def sample_categorical(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
+    """One index per row of ``logits`` (K, S) from softmax(logits / temperature), by inverse CDF with the
+    given uniforms (K,); temperature 0 is the argmax. Same distribution as the Gumbel-max trick."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    cdf = torch.softmax(logits / temperature, dim=-1).cumsum_(dim=-1)
+    target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]  # scaled by the total: round-off safe
+    return torch.searchsorted(cdf, target, right=True).clamp_(max=logits.shape[-1] - 1)[:, 0]
 
 
 def _repeat(x: torch.Tensor | None, q: int) -> torch.Tensor | None:

@@ -3,6 +3,11 @@
 The GUI, the CLI exports and the benchmarks all read this one object; nothing here imports Qt.
 Conventions: metres; canonical meshes are centroid-centred in the shared y-up/+z-facing body frame;
 camera-frame meshes are OpenCV-style (x right, y down, z forward) = R · canonical + translation.
+
+When the engine fitted the camera to the keypoints (:mod:`megaviewer.camera_fit`, on by default),
+``rotation``, ``cam_weak``, ``camera_vertices``, ``translation`` and ``joints`` are the fitted ones; the
+network's own rotation and camera are kept in ``network_rotation`` / ``network_cam`` and ``camera_fit``
+says per hypothesis whether the fit was used and the reprojection error before and after.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from megaviewer.camera_fit import CameraFit
 from megaviewer.generate import Trace
 
 
@@ -28,6 +34,9 @@ class RecoveryResult:
     faces: torch.Tensor  # (F, 3) working topology
     trace: Trace | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    network_rotation: torch.Tensor | None = None  # (Q, 3, 3) the network's rotation when the camera was fitted
+    network_cam: torch.Tensor | None = None  # (Q, 3) the network's [s, tx, ty] when the camera was fitted
+    camera_fit: CameraFit | None = None  # what the camera fit did (None: not run)
 
     @property
     def num_samples(self) -> int:

@@ -123,3 +123,17 @@ def test_unconditional(model: Mega) -> None:
     assert result.trace.visible.sum(-1)[:, 0].tolist() == tokens_revealed_by_step(N, 20)
     assert result.trace.temperatures[0] == pytest.approx((1.2 * (1 - 1 / 20)) ** 6)
     assert result.trace.temperatures[-1] == 0.0
+
+
+def test_sample_categorical_follows_softmax_and_argmax_at_zero() -> None:
+    """Inverse-CDF sampling from one uniform per position: frequencies match softmax(logits / temp)."""
+    logits = torch.tensor([[2.0, 0.0, -1.0, 1.0, -30.0]]).expand(40_000, 5)
+    u = torch.rand(40_000, generator=_gen(0))
+    for temp in (0.5, 1.0, 3.0):
+        picked = generate.sample_categorical(logits, temp, u)
+        freq = torch.bincount(picked, minlength=5).float() / picked.numel()
+        expected = torch.softmax(logits[0] / temp, dim=-1)
+        assert (freq - expected).abs().max() < 0.01, (temp, freq, expected)
+    assert torch.equal(generate.sample_categorical(logits[:3], 0.0, u[:3]), torch.zeros(3, dtype=torch.long))
+    edge = generate.sample_categorical(logits[:2], 1.0, torch.tensor([0.0, 1.0 - 1e-7]))
+    assert edge.tolist()[0] == 0 and 0 <= edge.tolist()[1] < 4  # never the ~zero-probability entry

@@ -226,3 +226,39 @@ def test_paper_preset_builds_and_counts() -> None:
         out = model(torch.zeros(1, N, dtype=torch.long), torch.zeros(1, N, dtype=torch.bool),
                     {"keypoints": _keypoints(1)})
     assert out.logits.shape == (1, N, S) and torch.isfinite(out.logits).all()
+
+
+def test_block_keep_last_equals_slicing_the_full_output() -> None:
+    """The decoder's last block computes only the mesh rows; same numbers as the full block, masks too."""
+    from megaviewer.model.transformer import Block, key_padding_to_attn_mask
+
+    torch.manual_seed(0)
+    blk = Block(32, 4, 4.0, qkv_bias=True).eval()
+    x = torch.randn(3, 20, 32)
+    pad = torch.zeros(3, 20, dtype=torch.bool)
+    pad[1, 15:] = True
+    for mask in (None, key_padding_to_attn_mask(pad)):
+        full = blk(x, mask)[:, -7:]
+        torch.testing.assert_close(blk(x, mask, keep_last=7), full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(blk(x, keep_last=20), blk(x))
+
+
+def test_decoder_logits_equal_full_decoder_reference(tiny: Mega) -> None:
+    """Reference: every decoder block on every row (cond, cls, slots), then the head on the mesh rows."""
+    vis = _visible([0, 5, 30])
+    tokens = torch.randint(0, S, (3, N))
+    with torch.no_grad():
+        enc = tiny.encode_conditioning({"keypoints": _keypoints(3)})
+        logits = tiny.token_logits(tokens, vis, enc)
+        features = tiny.token_features(tokens, vis, enc)
+        encoded = tiny.encode(tokens, vis)
+        m = encoded.shape[1] - 1
+        rank = (vis.cumsum(dim=1) - 1).clamp(0, m - 1)
+        picked = encoded[:, 1:].gather(1, rank[..., None].expand(-1, -1, tiny.config.dim))
+        slots = torch.where(vis[..., None], picked, tiny.mask_token.expand(3, N, -1))
+        x = torch.cat([enc.tokens, torch.cat([encoded[:, :1], slots], dim=1) + tiny.dec_pos], dim=1)
+        for blk in tiny.decoder:
+            x = blk(x)
+        reference = tiny.head(x[:, -N:])
+    torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(tiny.head(features), logits)

@@ -116,6 +116,36 @@ def test_tiny_tokenizer_batch_agnostic_and_half(hierarchy):
     assert torch.allclose(half.decode(ids).float(), out, atol=2e-3)
 
 
+def test_inference_route_matches_training_route(hierarchy):
+    """Autograd off, batches >= KERNEL_ROUTE_MIN_BATCH take the cached-kernel channel-major route; it must
+    give the trainable route's numbers, and a parameter change must refresh its cached kernels."""
+    from megaviewer.tokenizer.model import KERNEL_ROUTE_MIN_BATCH
+
+    torch.manual_seed(1)
+    model = MeshVQVAE(TokenizerConfig(channels=[4, 8, 8]), hierarchy).eval()
+    for layer in model.modules():  # exercise every branch: mixed conv + residual with a channel change
+        if isinstance(layer, VcConv) and layer.residual_rate == 0.0 and hasattr(layer, "coeffs"):
+            layer.residual_rate = 0.3
+            if layer.in_channels != layer.out_channels:
+                layer.res_proj = torch.nn.Parameter(torch.randn(layer.out_channels, layer.in_channels) / 4)
+            break
+    verts = torch.randn(KERNEL_ROUTE_MIN_BATCH + 2, 1229, 3) * 0.3
+    with torch.no_grad():
+        fast_lat, fast_out = model.encode_latents(verts), model.decode_latents(model.encode_latents(verts))
+    with torch.enable_grad():
+        slow_lat = model.encode_latents(verts)
+        slow_out = model.decode_latents(slow_lat)
+    torch.testing.assert_close(fast_lat, slow_lat.detach(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast_out, slow_out.detach(), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        model.decoder[-1].basis.mul_(2.0)  # in-place edit: the cache key (version counter) changes
+        edited = model.decode_latents(fast_lat)
+    with torch.enable_grad():
+        reference = model.decode_latents(fast_lat).detach()
+    torch.testing.assert_close(edited, reference, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(edited, 2 * fast_out, atol=1e-6, rtol=1e-4)  # last layer is linear in its basis
+
+
 @pytest.fixture(scope="module")
 def shipped_tokenizer():
     from megaviewer.paths import tokenizer_dir

@@ -251,12 +251,21 @@ class Session(QObject):
         self.liveChanged.emit(True, self.live.paused)
 
     def stop_live(self) -> None:
+        """Stop the stream at once; the worker finishes its frame in flight, then deletes itself.
+
+        Why not wait for it: a slow model would freeze the window for that frame, and deleting a thread that is
+        still running aborts the process. Its late signals are cut so they cannot stop the next stream.
+        """
         worker, self.live = self.live, None
         if worker is not None:
             worker.frameReady.disconnect(self._on_live_frame)
+            worker.failed.disconnect(self._on_live_failed)
+            worker.finishedStream.disconnect(self._on_live_finished)
             self._live_timer.stop()
-            worker.stop()
-            worker.deleteLater()
+            worker.finished.connect(worker.deleteLater)
+            worker.stop(wait_ms=0)
+            if worker.isFinished():
+                worker.deleteLater()
             self.liveChanged.emit(False, False)
 
     def _on_live_frame(self) -> None:
@@ -322,5 +331,7 @@ class Session(QObject):
 
     def shutdown(self) -> None:
         self.stop_live()
+        for worker in self.findChildren(LiveWorker):  # stopped streams still finishing their last frame
+            worker.wait()
         for runner in (self.runner, self.loader, self.export_runner):
             runner.shutdown()

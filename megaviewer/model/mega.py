@@ -144,6 +144,15 @@ class Mega(nn.Module):
     def decode(self, encoded: torch.Tensor, visible: torch.Tensor,
                cond_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder over [cond tokens, cls, N slots] -> logits (B, N, S) for the N mesh slots."""
+        return self.head(self.decode_hidden(encoded, visible, cond_tokens))
+
+    def decode_hidden(self, encoded: torch.Tensor, visible: torch.Tensor,
+                      cond_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder features (B, N, D) of the N mesh slots, before the token head.
+
+        The last block computes only the N mesh rows (its cond and cls outputs are dropped anyway), and
+        the caller may apply ``head`` to just the rows it needs (generation: the still-masked slots).
+        """
         b, n = visible.shape
         d = self.config.dim
         m = encoded.shape[1] - 1
@@ -159,9 +168,9 @@ class Mega(nn.Module):
             if cond_tokens.shape[0] != b:
                 raise ValueError(f"cond tokens batch {cond_tokens.shape[0]} != mesh batch {b}")
             x = torch.cat([cond_tokens.to(x.dtype), x], dim=1)
-        for blk in self.decoder:
+        for blk in self.decoder[:-1]:
             x = blk(x)
-        return self.head(x[:, -n:])
+        return self.decoder[-1](x, keep_last=n)
 
     # ------------------------------------------------------------------ conditioning and heads
     def encode_conditioning(self, cond: Mapping[str, torch.Tensor]) -> CondEncoding:
@@ -192,6 +201,11 @@ class Mega(nn.Module):
                      use_cache: bool = True) -> torch.Tensor:
         """Logits (B, N, S) given already-encoded conditioning (the generation inner loop)."""
         return self.decode(self.encode(tokens, visible, use_cache), visible, cond.tokens)
+
+    def token_features(self, tokens: torch.Tensor, visible: torch.Tensor, cond: CondEncoding,
+                       use_cache: bool = True) -> torch.Tensor:
+        """Decoder features (B, N, D) before the head: ``head`` of these = :meth:`token_logits`."""
+        return self.decode_hidden(self.encode(tokens, visible, use_cache), visible, cond.tokens)
 
     def forward(self, tokens: torch.Tensor, visible: torch.Tensor, cond: CondInput = None,
                 use_cache: bool = True) -> MegaOutput:

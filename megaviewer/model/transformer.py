@@ -27,12 +27,32 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, L, D); attn_mask bool broadcastable to (B, heads, L, L), True = may attend."""
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                queries: int | None = None) -> torch.Tensor:
+        """x (B, L, D); attn_mask bool broadcastable to (B, heads, L, L), True = may attend.
+
+        ``queries``: only the last ``queries`` rows attend (keys/values still come from all L rows) and
+        the output is (B, queries, D): the same numbers as slicing the full output, without computing
+        rows nobody reads.
+        """
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        hd = d // self.heads
+        if queries is None or queries >= n:
+            qkv = self.qkv(x).reshape(b, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            rows = n
+        else:
+            rows = queries
+            w, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -rows:], w[:d], None if bias is None else bias[:d])
+            q = q.reshape(b, rows, self.heads, hd).transpose(1, 2)
+            kv = F.linear(x, w[d:], None if bias is None else bias[d:])
+            kv = kv.reshape(b, n, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+            k, v = kv[0], kv[1]
+            if attn_mask is not None:
+                attn_mask = attn_mask[..., -rows:, :] if attn_mask.shape[-2] == n else attn_mask
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(out.transpose(1, 2).reshape(b, rows, d))
 
 
 class Mlp(nn.Module):
@@ -56,8 +76,14 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), attn_mask)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                keep_last: int | None = None) -> torch.Tensor:
+        """``keep_last``: return only the last ``keep_last`` rows, computing attention queries, the output
+        projection and the MLP for those rows only (a decoder's final block needs just its mesh slots)."""
+        if keep_last is None:
+            x = x + self.attn(self.norm1(x), attn_mask)
+            return x + self.mlp(self.norm2(x))
+        x = x[:, -keep_last:] + self.attn(self.norm1(x), attn_mask, queries=keep_last)
         return x + self.mlp(self.norm2(x))
 
 
