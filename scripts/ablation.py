@@ -31,7 +31,7 @@ import torch
 from megaviewer.body.assets import BodyAssets
 from megaviewer.io.atomic import atomic_write_text
 from megaviewer.model.mega import load_mega
-from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir
+from megaviewer.paths import resources_dir, tokenizer_dir
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.evaluate import build_eval_set, evaluate
 from training.mega_conditioned import ConditionedConfig, train_conditioned
@@ -101,11 +101,8 @@ def main() -> None:
         d = rows[variant.key]["deterministic"]
         print(f"{variant.label}: PVE {d['pve']:.1f}  MPJPE {d['mpjpe']:.1f}  PA-MPJPE {d['pa_mpjpe']:.1f} mm",
               flush=True)
-        shipped = json.loads((default_model_dir() / "metrics.json").read_text())
         report = {"preset": PRESET, "batch_size": BATCH, "lr": LR, "eval_count": EVAL_COUNT, "pool_size": POOL_SIZE,
-                  "command": f"python scripts/ablation.py --steps {args.steps}", "rows": rows,
-                  "shipped_default": {"steps": shipped.get("recipe", {}).get("train_steps"),
-                                      "deterministic": shipped["deterministic"]}}
+                  "command": f"python scripts/ablation.py --steps {args.steps}", "rows": rows}
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(report, indent=2))
     print(f"wrote {out}")

@@ -4,7 +4,7 @@ pre-training -> keypoint-conditioned training -> evaluation -> install into ``re
 Every stage resumes where it stopped (rerun the same command after an interruption), and each stage's
 wall-clock time is recorded in ``resources/default/metrics.json`` next to the evaluation figures.
 
-    python scripts/train_default.py [--runs runs/default] [--skip-tokenizer] [--no-install]
+    python scripts/train_default.py [--runs runs/default] [--skip-tokenizer] [--skip-pretrain] [--no-install]
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ from training.tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E4
 TOKENIZER_STEPS, TOKENIZER_BATCH = 12_000, 16
 PRESET = "cpu_fast"
 POOL_SIZE = 50_000
-PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 1_500, 2_500, 64, 1e-3
+# Conditioned steps: 2,500 in session 1 (0.65 s/step); the faster frozen-tokenizer decode of the 2D loss
+# (cached-kernel inference route) brought a step to ~0.45 s: 4,500 steps took 34 min in session 2, about 92
+# minutes end to end with the tokenizer (~45) and pre-training (~10).
+PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 1_500, 4_500, 64, 1e-3
 EVAL_COUNT = 512
 
 
@@ -52,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/default", help="folder for all intermediate runs")
     parser.add_argument("--skip-tokenizer", action="store_true", help="use the installed resources/tokenizer")
+    parser.add_argument("--skip-pretrain", action="store_true",
+                        help="start conditioned training from the installed resources/pretrained")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--no-install", action="store_true")
     args = parser.parse_args()
@@ -78,10 +83,13 @@ def main() -> None:
 
     common = dict(preset=PRESET, batch_size=BATCH, lr=LR, pool=str(runs / "pool.safetensors"),
                   tokenizer=str(tokenizer_folder), threads=args.threads, ckpt_every=500, warmup_steps=200)
-    start = time.perf_counter()
-    pre_final = pretrain(PretrainConfig(out_dir=str(runs / "pretrain"), steps=PRETRAIN_STEPS, **common),
-                         tokenizer=tokenizer, pool=pool)
-    times["pretrain_min"] = (time.perf_counter() - start) / 60
+    if args.skip_pretrain:
+        pre_final = resources_dir() / "pretrained"
+    else:
+        start = time.perf_counter()
+        pre_final = pretrain(PretrainConfig(out_dir=str(runs / "pretrain"), steps=PRETRAIN_STEPS, **common),
+                             tokenizer=tokenizer, pool=pool)
+        times["pretrain_min"] = (time.perf_counter() - start) / 60
     start = time.perf_counter()
     final = train_conditioned(ConditionedConfig(out_dir=str(runs / "conditioned"), steps=TRAIN_STEPS,
                                                 init=str(pre_final), **common), tokenizer=tokenizer, pool=pool)
@@ -93,6 +101,8 @@ def main() -> None:
     result = evaluate(load_mega(final), tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times
+    result["stages_skipped"] = [name for name, skipped in (("tokenizer", args.skip_tokenizer),
+                                                           ("pretrain", args.skip_pretrain)) if skipped]
     result["recipe"] = {"preset": PRESET, "pool_size": POOL_SIZE, "pretrain_steps": PRETRAIN_STEPS,
                         "train_steps": TRAIN_STEPS, "batch_size": BATCH, "lr": LR,
                         "tokenizer_steps": TOKENIZER_STEPS, "threads": torch.get_num_threads()}
@@ -101,7 +111,8 @@ def main() -> None:
     atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
     if not args.no_install:
         _copy_checkpoint(final, default_model_dir(), result)
-        _copy_checkpoint(pre_final, resources_dir() / "pretrained")
+        if not args.skip_pretrain:
+            _copy_checkpoint(pre_final, resources_dir() / "pretrained")
         print(f"installed into {default_model_dir()} and {resources_dir() / 'pretrained'}")
 
 
