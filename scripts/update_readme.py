@@ -112,8 +112,8 @@ def bench_section(b: dict | None) -> str:
     env = b.get("environment", {})
     out = ["### Speed (`python scripts/bench.py --repeats 30`, medians, CPU)\n",
            f"Environment: {env.get('cpu_model')} ({env.get('cpu_count')} cores, {env.get('torch_threads')} torch "
-           f"threads), torch {env.get('torch')}, device {env.get('device')}; load average during the run "
-           f"{', '.join(f'{x:.1f}' for x in env.get('load_average', [])[:3])} (other jobs were running).\n",
+           f"threads), torch {env.get('torch')}, device {env.get('device')}; load average (1, 5, 15 min) when the run "
+           f"started {', '.join(f'{x:.1f}' for x in env.get('load_average', [])[:3])}.\n",
            "| target | measured | target value | met |", "|---|---|---|---|"]
     for check in b.get("checks", {}).values():
         out.append(f"| {check['what']} | {check['value']:.1f} | {'≤' if check['better'] == 'lower' else '≥'} "

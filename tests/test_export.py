@@ -53,6 +53,7 @@ def test_npz_holds_the_documented_schema(tmp_path):
     data = np.load(path)
     documented = [line.split("``")[1] for line in export_mod.__doc__.splitlines() if line.startswith("``")]
     optional = {"keypoints_2d", "box_center", "box_side"}
+    assert res.camera_fit is not None  # the engine fits the camera by default
     assert set(documented) - optional == set(data.files)
     q, v = 3, res.camera_vertices.shape[1]
     assert data["camera_vertices"].shape == (q, v, 3) and data["canonical_vertices"].shape == (q, v, 3)
@@ -62,6 +63,19 @@ def test_npz_holds_the_documented_schema(tmp_path):
     assert data["joints"].shape == (q, 17, 3) and list(data["joint_names"])[5] == "left_shoulder"
     assert str(data["mode"]) == "stochastic" and int(data["person_index"]) == 2
     assert float(data["focal"]) == pytest.approx(res.focal) and tuple(data["image_size"]) == (320, 240)
+    assert data["network_rotation"].shape == (q, 3, 3) and data["network_cam"].shape == (q, 3)
+    np.testing.assert_allclose(data["network_cam"], res.network_cam.numpy(), atol=1e-6)
+    assert data["camera_fit_fitted"].shape == (q,) and data["camera_fit_fitted"].dtype == np.bool_
+    assert data["camera_fit_num_keypoints"].shape == (q,) and data["camera_fit_num_keypoints"].dtype == np.int32
+    for key in ("error_before", "error_after", "rotation_change_deg"):
+        assert data[f"camera_fit_{key}"].shape == (q,) and data[f"camera_fit_{key}"].dtype == np.float32
+
+    unfitted = engine.recover(np.zeros((17, 3), np.float32), mode="stochastic", num_samples=3, return_trace=False,
+                              crop=CropBox((100.0, 120.0), 150.0, (320, 240)), fit_camera=False)
+    files = set(np.load(export_npz(tmp_path / "unfitted.npz", unfitted)).files)
+    fit_keys = {k for k in documented if k.startswith(("network_", "camera_fit_"))}
+    assert len(fit_keys) == 7 and not fit_keys & files
+    assert set(documented) - optional - fit_keys == files
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, mesh, monkeypatch):

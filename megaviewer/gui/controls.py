@@ -1,4 +1,4 @@
-"""The generation panel: mode, samples Q, steps T, temperature and seed, plus the run buttons.
+"""The generation panel: mode, camera fit, samples Q, steps T, temperature and seed, plus the run buttons.
 
 It edits a :class:`RecoverySettings` and says so with ``settingsChanged``; it never runs anything itself.
 """
@@ -40,9 +40,15 @@ class RecoveryControls(QWidget):
         self._mode_group = QButtonGroup(self)
         self._mode_group.addButton(self.deterministic)
         self._mode_group.addButton(self.stochastic)
-        mode_row = QHBoxLayout(mode_box)
+        self.fit_camera = QCheckBox("Fit camera to keypoints", mode_box)
+        self.fit_camera.setToolTip("Fits each hypothesis's rotation and camera to the detected keypoints so the "
+                                   "mesh sits on the person; off = the network's own camera")
+        mode_column = QVBoxLayout(mode_box)
+        mode_row = QHBoxLayout()
         mode_row.addWidget(self.deterministic)
         mode_row.addWidget(self.stochastic)
+        mode_column.addLayout(mode_row)
+        mode_column.addWidget(self.fit_camera)
 
         self.sampling = QGroupBox("Sampling", self)
         self.samples = QSpinBox(self.sampling)
@@ -97,7 +103,8 @@ class RecoveryControls(QWidget):
 
         self.set_settings(settings or RecoverySettings())
         for signal in (self.deterministic.toggled, self.samples.valueChanged, self.steps.valueChanged,
-                       self.temperature.valueChanged, self.seed.valueChanged, self.random_seed.toggled):
+                       self.temperature.valueChanged, self.seed.valueChanged, self.random_seed.toggled,
+                       self.fit_camera.toggled):
             signal.connect(self._changed)
         self.recover_button.clicked.connect(self.recoverRequested)
         self.random_button.clicked.connect(self.randomRequested)
@@ -107,13 +114,13 @@ class RecoveryControls(QWidget):
             mode="stochastic" if self.stochastic.isChecked() else "deterministic",
             num_samples=self.samples.value(), steps=self.steps.value(),
             temperature=round(self.temperature.value(), 4), seed=self.seed.value(),
-            random_seed=self.random_seed.isChecked(),
+            random_seed=self.random_seed.isChecked(), fit_camera=self.fit_camera.isChecked(),
         )
 
     def set_settings(self, settings: RecoverySettings) -> None:
         """Show ``settings`` without emitting ``settingsChanged`` for each field."""
         widgets = (self.deterministic, self.stochastic, self.samples, self.steps, self.temperature, self.seed,
-                   self.random_seed)
+                   self.random_seed, self.fit_camera)
         for widget in widgets:
             widget.blockSignals(True)
         (self.stochastic if settings.mode == "stochastic" else self.deterministic).setChecked(True)
@@ -122,6 +129,7 @@ class RecoveryControls(QWidget):
         self.temperature.setValue(settings.temperature)
         self.seed.setValue(settings.seed)
         self.random_seed.setChecked(settings.random_seed)
+        self.fit_camera.setChecked(settings.fit_camera)
         for widget in widgets:
             widget.blockSignals(False)
         self._sync_enabled()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -87,6 +88,13 @@ class MainWindow(FileActionsMixin, QMainWindow):
         image_layout.addWidget(self.image_view, 1)
         image_layout.addWidget(self.people_list)
         self.controls = RecoveryControls(parent=self)
+        # The panel scrolls rather than grow: a taller panel (a longer result summary) must never force the
+        # window taller and resize the 3D view between two results.
+        controls_scroll = QScrollArea(self)
+        controls_scroll.setWidgetResizable(True)
+        controls_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        controls_scroll.setWidget(self.controls)
         self.live_panel = LivePanel(self)
         self.gallery = HypothesisGallery(self)
         self.gallery.setFlow(HypothesisGallery.Flow.LeftToRight)
@@ -95,7 +103,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         for name, title, widget, area in (
                 ("image", "Image", image_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
-                ("generation", "Generation", self.controls, Qt.DockWidgetArea.RightDockWidgetArea),
+                ("generation", "Generation", controls_scroll, Qt.DockWidgetArea.RightDockWidgetArea),
                 ("live", "Live", self.live_panel, Qt.DockWidgetArea.RightDockWidgetArea),
                 ("gallery", "Hypotheses", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea)):
             dock = QDockWidget(title, self)
@@ -104,7 +112,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
             self.addDockWidget(area, dock)
             self.docks[name] = dock
         self.resizeDocks([self.docks["image"], self.docks["generation"]], [470, 330], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["generation"], self.docks["live"]], [360, 200], Qt.Orientation.Vertical)
+        self.resizeDocks([self.docks["generation"], self.docks["live"]], [400, 160], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["gallery"]], [170], Qt.Orientation.Vertical)
         self.resize(1440, 880)
 

@@ -247,6 +247,13 @@ class Presenter:
         if result.focal is not None:
             depth = float(result.translation[0, 2])
             lines.append(f"camera: focal {result.focal:.0f} px, body at {depth:.2f} m")
-        if result.timings_ms:
-            lines.append(" · ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items()))
+        costs = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items()]
+        if result.camera_fit is not None:
+            fit = result.camera_fit.summary()  # errors in crop units: the box side is 2, so percent = error * 50
+            costs.append(f"camera fit: {fit['fitted']}/{fit['hypotheses']} hypotheses, "
+                         f"{fit['error_before'] * 50:.0f} % → {fit['error_after'] * 50:.0f} % of the box")
+        elif result.mode != "unconditional":
+            costs.append("camera fit: not run (the network's own camera)")
+        if costs:
+            lines.append(" · ".join(costs))
         return "<br>".join(lines)

@@ -99,10 +99,12 @@ def recover_person(engine: Any, person: Person, image_size: tuple[int, int],
     keypoints, box = crop_inputs(person, image_size)
     seed = int(torch.randint(0, 2**31 - 1, ()).item()) if settings.random_seed else settings.seed
     result = engine.recover(keypoints, mode=settings.mode, num_samples=settings.num_samples, steps=settings.steps,
-                            temperature=settings.temperature, seed=seed, crop=box, return_trace=True)
+                            temperature=settings.temperature, seed=seed, crop=box, return_trace=True,
+                            fit_camera=settings.fit_camera)
     reference = None
     if settings.mode == "stochastic" and with_reference:
-        reference = engine.recover(keypoints, mode="deterministic", crop=box, return_trace=True)
+        reference = engine.recover(keypoints, mode="deterministic", crop=box, return_trace=True,
+                                   fit_camera=settings.fit_camera)
     return Recovery(result, reference, (time.perf_counter() - start) * 1000)
 
 

@@ -34,6 +34,7 @@ class RecoverySettings:
     temperature: float = 1.0
     seed: int = 0
     random_seed: bool = False
+    fit_camera: bool = True  # fit each hypothesis's rotation and camera to the keypoints (engine.recover)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,33 +18,41 @@ tools (y up) show them upside down; export ``canonical_vertices`` for an upright
 NPZ schema (``schema_version`` 1), written by :func:`export_npz`; Q = samples, V = working vertices
 (1,229 for the shipped body), F = faces, N = tokens, 17 = COCO-17 keypoints (``joint_names``):
 
-==========================  ===============  =====================================================
-key                         shape / dtype    meaning
-==========================  ===============  =====================================================
-``schema_version``          () int           1
-``mode``                    () str           "deterministic" | "stochastic" | "unconditional"
-``person_index``            () int           which person of the image (0 = first detected)
-``camera_vertices``         (Q, V, 3) f32    per-sample mesh in the camera frame, metres
-``canonical_vertices``      (Q, V, 3) f32    per-sample mesh, centroid-centred, y up, facing +z
-``mean_camera_vertices``    (V, 3) f32       mean of the Q camera-frame meshes (mean-of-Q)
-``mean_canonical_vertices`` (V, 3) f32       mean of the Q canonical meshes
-``vertex_sd_mm``            (V,) f32         per-vertex spread of the samples in mm (0 when Q = 1)
-``faces``                   (F, 3) i32       triangles, 0-based, of the working topology
-``tokens``                  (Q, N) i64       the mesh tokens (Mesh-VQ-VAE codebook indices)
-``joints``                  (Q, 17, 3) f32   COCO-17 3D joints in the camera frame, metres
-``joint_names``             (17,) str        COCO-17 keypoint names
-``rotation``                (Q, 3, 3) f32    camera-frame orientation: camera = R · canonical + t
-``cam_weak``                (Q, 3) f32       weak-perspective camera [s, tx, ty] in crop coordinates
-``translation``             (Q, 3) f32       t above: camera-frame position of the mesh centroid
-``focal``                   () f32           full-image focal length in px (NaN when unknown)
-``image_size``              (2,) i32         (W, H) of the image the camera refers to ([0, 0] unknown)
-``keypoints_2d``            (17, 3) f32      input keypoints: x, y px, confidence (0 = missing)*
-``box_center``              (2,) f32         crop box centre in px*
-``box_side``                () f32           crop box side in px*
-==========================  ===============  =====================================================
+==================================  ===============  =====================================================
+key                                 shape / dtype    meaning
+==================================  ===============  =====================================================
+``schema_version``                  () int           1
+``mode``                            () str           "deterministic" | "stochastic" | "unconditional"
+``person_index``                    () int           which person of the image (0 = first detected)
+``camera_vertices``                 (Q, V, 3) f32    per-sample mesh in the camera frame, metres
+``canonical_vertices``              (Q, V, 3) f32    per-sample mesh, centroid-centred, y up, facing +z
+``mean_camera_vertices``            (V, 3) f32       mean of the Q camera-frame meshes (mean-of-Q)
+``mean_canonical_vertices``         (V, 3) f32       mean of the Q canonical meshes
+``vertex_sd_mm``                    (V,) f32         per-vertex spread of the samples in mm (0 when Q = 1)
+``faces``                           (F, 3) i32       triangles, 0-based, of the working topology
+``tokens``                          (Q, N) i64       the mesh tokens (Mesh-VQ-VAE codebook indices)
+``joints``                          (Q, 17, 3) f32   COCO-17 3D joints in the camera frame, metres
+``joint_names``                     (17,) str        COCO-17 keypoint names
+``rotation``                        (Q, 3, 3) f32    camera-frame orientation: camera = R · canonical + t
+``cam_weak``                        (Q, 3) f32       weak-perspective camera [s, tx, ty] in crop coordinates
+``translation``                     (Q, 3) f32       t above: camera-frame position of the mesh centroid
+``focal``                           () f32           full-image focal length in px (NaN when unknown)
+``image_size``                      (2,) i32         (W, H) of the image the camera refers to ([0, 0] unknown)
+``keypoints_2d``                    (17, 3) f32      input keypoints: x, y px, confidence (0 = missing)*
+``box_center``                      (2,) f32         crop box centre in px*
+``box_side``                        () f32           crop box side in px*
+``network_rotation``                (Q, 3, 3) f32    the network's own rotation, before the camera fit**
+``network_cam``                     (Q, 3) f32       the network's own [s, tx, ty], before the camera fit**
+``camera_fit_fitted``               (Q,) bool        whether the fit was used for the hypothesis**
+``camera_fit_num_keypoints``        (Q,) i32         usable keypoints per hypothesis**
+``camera_fit_error_before``         (Q,) f32         mean 2D keypoint error with the network's camera**
+``camera_fit_error_after``          (Q,) f32         mean 2D keypoint error with the returned camera**
+``camera_fit_rotation_change_deg``  (Q,) f32         angle between the fitted and the network rotation**
+==================================  ===============  =====================================================
 
-(*) only when the detection is passed. Load with ``numpy.load(path)``; string entries are numpy
-unicode arrays (``str(data["mode"])``).
+(*) only when the detection is passed. (**) only when the camera was fitted to the keypoints
+(:mod:`megaviewer.camera_fit`, the engine's default); errors are in normalised crop units (box side = 2).
+Load with ``numpy.load(path)``; string entries are numpy unicode arrays (``str(data["mode"])``).
 """
 
 from __future__ import annotations
@@ -122,6 +130,17 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         data["keypoints_2d"] = kp
         data["box_center"] = np.asarray(detection.box_center, dtype=np.float32)
         data["box_side"] = np.asarray(detection.box_side, dtype=np.float32)
+    if getattr(result, "network_rotation", None) is not None:
+        data["network_rotation"] = arr(result.network_rotation)
+    if getattr(result, "network_cam", None) is not None:
+        data["network_cam"] = arr(result.network_cam)
+    fit = getattr(result, "camera_fit", None)
+    if fit is not None:
+        data["camera_fit_fitted"] = arr(fit.fitted, bool)
+        data["camera_fit_num_keypoints"] = arr(fit.num_keypoints, np.int32)
+        data["camera_fit_error_before"] = arr(fit.error_before)
+        data["camera_fit_error_after"] = arr(fit.error_after)
+        data["camera_fit_rotation_change_deg"] = arr(fit.rotation_change_deg)
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"{path}: an NPZ export needs the .npz suffix")

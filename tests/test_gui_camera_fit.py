@@ -1,0 +1,120 @@
+"""The "Fit camera to keypoints" checkbox, driven for real under Xvfb: what the engine receives and what persists.
+
+A spy around the tiny engine's ``recover`` records the ``fit_camera`` argument of every call (photo recovery
+and live video); the Result box must say whether the fit ran. pytest-xvfb provides the display; never run
+these with ``QT_QPA_PLATFORM=offscreen`` (the GL viewport cannot exist there).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from tests._gui_helpers import stub_factory, tiny_engine, write_video
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.skipif(not os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen",
+                       reason="needs an X display (pytest-xvfb or xvfb-run) for the OpenGL viewport"),
+]
+
+WAIT_MS = 30_000  # generous: CI machines share their CPUs with other jobs
+
+
+@pytest.fixture
+def spied_engine(monkeypatch):
+    """A tiny engine whose ``recover`` records each call's ``fit_camera`` (calls come from worker threads)."""
+    engine = tiny_engine(seed=0)
+    calls: list[bool | None] = []
+    lock = threading.Lock()
+    real = engine.recover
+
+    def spy(*args, **kwargs):
+        with lock:
+            calls.append(kwargs.get("fit_camera"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "recover", spy)
+    return engine, calls
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    from megaviewer.gui.app import application, apply_theme, create_window
+
+    apply_theme(application())
+
+    def make(engine, settings_path: Path | None = None):
+        settings = QSettings(str(settings_path or tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+        window = create_window(engine=engine, settings=settings, detector_factory=stub_factory(1), sample=False)
+        qtbot.addWidget(window)  # closed (settings saved, threads stopped) at teardown
+        window.resize(1280, 800)
+        window.show()
+        qtbot.waitExposed(window)
+        return window
+
+    return make
+
+
+def photo() -> np.ndarray:
+    yy, xx = np.mgrid[0:240, 0:320]
+    return np.stack([xx % 256, yy % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
+
+
+def test_fit_camera_checkbox_reaches_the_engine_and_persists(make_window, spied_engine, tmp_path, qtbot):
+    engine, calls = spied_engine
+    ini = tmp_path / "persist.ini"
+    window = make_window(engine, settings_path=ini)
+    box = window.controls.fit_camera
+    assert box.isChecked() and window.session.settings.fit_camera  # on by default
+    assert "keypoints" in box.toolTip() and "network's own camera" in box.toolTip()
+
+    # Photo recovery: checked -> fit_camera=True, and the Result box reports the fit.
+    window.session.show_image(photo())
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=WAIT_MS)
+    assert calls and calls[-1] is True
+    assert window.state.result.camera_fit is not None
+    assert "camera fit: 1/1 hypotheses" in window.controls.summary.text()
+    assert "of the box" in window.controls.summary.text()
+
+    # Unchecked -> a debounced re-run with fit_camera=False; the Result box says the fit did not run.
+    first, seen = window.state.result, len(calls)
+    box.setChecked(False)
+    assert window.controls.settings().fit_camera is False and window.session.settings.fit_camera is False
+    qtbot.waitUntil(lambda: window.state.result is not first, timeout=WAIT_MS)
+    assert calls[seen:] and all(c is False for c in calls[seen:])
+    assert window.state.result.camera_fit is None and window.state.result.network_cam is None
+    assert "camera fit: not run" in window.controls.summary.text()
+
+    # Stochastic runs (result and deterministic reference) follow the checkbox too.
+    seen = len(calls)
+    window.controls.stochastic.setChecked(True)
+    qtbot.waitUntil(lambda: window.state.result.mode == "stochastic", timeout=WAIT_MS)
+    assert len(calls) - seen >= 2 and all(c is False for c in calls[seen:])
+
+    # Live video: read per frame, so toggling applies to the running stream.
+    window.open_path(write_video(tmp_path / "clip.avi", frames=40, fps=25.0))
+    qtbot.waitUntil(lambda: window.session.live is not None and window.session.live.processed >= 2,
+                    timeout=WAIT_MS)
+    live_start = len(calls)
+    qtbot.waitUntil(lambda: len(calls) > live_start, timeout=WAIT_MS)
+    assert calls[-1] is False
+    box.setChecked(True)
+    qtbot.waitUntil(lambda: calls[-1] is True, timeout=WAIT_MS)
+    box.setChecked(False)
+    window.actions_by_name["live_stop"].trigger()
+    assert window.session.live is None
+    window.close()
+
+    # The (non-default) setting survives a restart and reaches the engine of the new window.
+    again = make_window(engine, settings_path=ini)
+    assert not again.controls.fit_camera.isChecked() and again.session.settings.fit_camera is False
+    seen = len(calls)
+    again.session.show_image(photo())
+    qtbot.waitUntil(lambda: again.state.result is not None, timeout=WAIT_MS)
+    assert calls[seen:] and all(c is False for c in calls[seen:])
