@@ -57,8 +57,12 @@ class RecoveryResult:
 
         Zero for a single hypothesis. This is the 3D spread the paper's Fig. 8 colours (its code uses the
         mean distance; RMS is the standard deviation proper and ranks vertices the same way in practice).
+        Measured on the canonical (upright, centroid-centred) meshes: the body's pose and shape uncertainty.
+        In the original all samples share one rotation, and a shared rotation leaves these distances
+        unchanged; with the per-hypothesis camera fit the camera-frame meshes also differ by placement
+        (depth alone varies by decimetres), which is not what the heatmap is about.
         """
         if self.num_samples < 2:
             return torch.zeros(self.canonical_vertices.shape[1])
-        spread = self.camera_vertices - self.mean_camera
+        spread = self.canonical_vertices - self.mean_canonical
         return spread.pow(2).sum(-1).mean(0).sqrt() * 1000.0

@@ -49,8 +49,11 @@ def test_stochastic_samples_seeds_and_sd(engine, keypoints):
     assert a.trace.visible[-1].all()
     sd = a.vertex_sd_mm
     assert sd.shape == (1229,) and sd.max() > 0
-    manual = (a.camera_vertices - a.camera_vertices.mean(0)).norm(dim=-1).pow(2).mean(0).sqrt() * 1000
+    manual = (a.canonical_vertices - a.canonical_vertices.mean(0)).norm(dim=-1).pow(2).mean(0).sqrt() * 1000
     assert torch.allclose(sd, manual, atol=1e-3)
+    # the spread is the body's, not its placement: the camera fit moves hypotheses apart in depth
+    nofit = engine.recover(keypoints, mode="stochastic", num_samples=4, steps=3, seed=7, fit_camera=False)
+    torch.testing.assert_close(nofit.vertex_sd_mm, sd)
 
 
 def test_crop_places_mesh_in_front_of_camera(engine, keypoints):

@@ -95,6 +95,9 @@ class MainWindow(FileActionsMixin, QMainWindow):
         controls_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         controls_scroll.setWidget(self.controls)
+        # ... but never narrower than the panel's content (a scroll area alone would let the dock clip it).
+        controls_scroll.setMinimumWidth(self.controls.minimumSizeHint().width()
+                                        + controls_scroll.verticalScrollBar().sizeHint().width())
         self.live_panel = LivePanel(self)
         self.gallery = HypothesisGallery(self)
         self.gallery.setFlow(HypothesisGallery.Flow.LeftToRight)

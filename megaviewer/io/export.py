@@ -28,7 +28,7 @@ key                                 shape / dtype    meaning
 ``canonical_vertices``              (Q, V, 3) f32    per-sample mesh, centroid-centred, y up, facing +z
 ``mean_camera_vertices``            (V, 3) f32       mean of the Q camera-frame meshes (mean-of-Q)
 ``mean_canonical_vertices``         (V, 3) f32       mean of the Q canonical meshes
-``vertex_sd_mm``                    (V,) f32         per-vertex spread of the samples in mm (0 when Q = 1)
+``vertex_sd_mm``                    (V,) f32         per-vertex spread of the canonical samples, mm (0 if Q = 1)
 ``faces``                           (F, 3) i32       triangles, 0-based, of the working topology
 ``tokens``                          (Q, N) i64       the mesh tokens (Mesh-VQ-VAE codebook indices)
 ``joints``                          (Q, 17, 3) f32   COCO-17 3D joints in the camera frame, metres
