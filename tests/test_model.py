@@ -228,8 +228,9 @@ def test_paper_preset_builds_and_counts() -> None:
     assert out.logits.shape == (1, N, S) and torch.isfinite(out.logits).all()
 
 
-def test_block_keep_last_equals_slicing_the_full_output() -> None:
-    """The decoder's last block computes only the mesh rows; same numbers as the full block, masks too."""
+def test_block_keep_equals_picking_rows_of_the_full_output() -> None:
+    """The decoder's last block computes only the rows asked for (the last k, or an index per sample);
+    same numbers as the full block, with and without a key-padding mask."""
     from megaviewer.model.transformer import Block, key_padding_to_attn_mask
 
     torch.manual_seed(0)
@@ -237,10 +238,13 @@ def test_block_keep_last_equals_slicing_the_full_output() -> None:
     x = torch.randn(3, 20, 32)
     pad = torch.zeros(3, 20, dtype=torch.bool)
     pad[1, 15:] = True
+    rows = torch.stack([torch.randperm(20, generator=torch.Generator().manual_seed(i))[:5] for i in range(3)])
     for mask in (None, key_padding_to_attn_mask(pad)):
-        full = blk(x, mask)[:, -7:]
-        torch.testing.assert_close(blk(x, mask, keep_last=7), full, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(blk(x, keep_last=20), blk(x))
+        full = blk(x, mask)
+        torch.testing.assert_close(blk(x, mask, keep=7), full[:, -7:], atol=1e-6, rtol=1e-5)
+        picked = full.gather(1, rows[..., None].expand(-1, -1, 32))
+        torch.testing.assert_close(blk(x, mask, keep=rows), picked, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(blk(x, keep=20), blk(x))
 
 
 def test_decoder_logits_equal_full_decoder_reference(tiny: Mega) -> None:
@@ -262,3 +266,8 @@ def test_decoder_logits_equal_full_decoder_reference(tiny: Mega) -> None:
         reference = tiny.head(x[:, -N:])
     torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(tiny.head(features), logits)
+    slots = torch.stack([(~vis[i]).nonzero()[:20, 0] for i in range(3)])  # 20 masked slots per row
+    with torch.no_grad():
+        picked = tiny.token_features(tokens, vis, enc, slots=slots)
+    torch.testing.assert_close(picked, features.gather(1, slots[..., None].expand(-1, -1, tiny.config.dim)),
+                               atol=1e-5, rtol=1e-4)

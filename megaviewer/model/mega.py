@@ -147,30 +147,32 @@ class Mega(nn.Module):
         return self.head(self.decode_hidden(encoded, visible, cond_tokens))
 
     def decode_hidden(self, encoded: torch.Tensor, visible: torch.Tensor,
-                      cond_tokens: torch.Tensor | None = None) -> torch.Tensor:
+                      cond_tokens: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder features (B, N, D) of the N mesh slots, before the token head.
 
-        The last block computes only the N mesh rows (its cond and cls outputs are dropped anyway), and
-        the caller may apply ``head`` to just the rows it needs (generation: the still-masked slots).
+        The last block computes only the N mesh rows (its cond and cls outputs are dropped anyway). With
+        ``slots`` (B, m) long, slot indices in 0..N-1, it computes and returns only those slots' rows
+        (B, m, D): generation needs just the still-masked slots.
         """
         b, n = visible.shape
         d = self.config.dim
         m = encoded.shape[1] - 1
-        slots = self.mask_token.expand(b, n, d)
+        mesh_rows = self.mask_token.expand(b, n, d)
         if m > 0:
             rank = (visible.cumsum(dim=1) - 1).clamp(0, m - 1)
             from_encoder = encoded[:, 1:].gather(1, rank[..., None].expand(-1, -1, d))
-            slots = torch.where(visible[..., None], from_encoder, slots)
+            mesh_rows = torch.where(visible[..., None], from_encoder, mesh_rows)
         elif bool(visible.any()):
             raise ValueError("encoded holds no visible tokens but visible marks some")
-        x = torch.cat([encoded[:, :1], slots], dim=1) + self.dec_pos
+        x = torch.cat([encoded[:, :1], mesh_rows], dim=1) + self.dec_pos
         if cond_tokens is not None:
             if cond_tokens.shape[0] != b:
                 raise ValueError(f"cond tokens batch {cond_tokens.shape[0]} != mesh batch {b}")
             x = torch.cat([cond_tokens.to(x.dtype), x], dim=1)
         for blk in self.decoder[:-1]:
             x = blk(x)
-        return self.decoder[-1](x, keep_last=n)
+        keep: int | torch.Tensor = n if slots is None else slots + (x.shape[1] - n)
+        return self.decoder[-1](x, keep=keep)
 
     # ------------------------------------------------------------------ conditioning and heads
     def encode_conditioning(self, cond: Mapping[str, torch.Tensor]) -> CondEncoding:
@@ -203,9 +205,10 @@ class Mega(nn.Module):
         return self.decode(self.encode(tokens, visible, use_cache), visible, cond.tokens)
 
     def token_features(self, tokens: torch.Tensor, visible: torch.Tensor, cond: CondEncoding,
-                       use_cache: bool = True) -> torch.Tensor:
-        """Decoder features (B, N, D) before the head: ``head`` of these = :meth:`token_logits`."""
-        return self.decode_hidden(self.encode(tokens, visible, use_cache), visible, cond.tokens)
+                       use_cache: bool = True, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder features (B, N, D) before the head: ``head`` of these = :meth:`token_logits`; with
+        ``slots`` (B, m) only those slots' features (B, m, D) (see :meth:`decode_hidden`)."""
+        return self.decode_hidden(self.encode(tokens, visible, use_cache), visible, cond.tokens, slots)
 
     def forward(self, tokens: torch.Tensor, visible: torch.Tensor, cond: CondInput = None,
                 use_cache: bool = True) -> MegaOutput:

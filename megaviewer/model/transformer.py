@@ -28,31 +28,39 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                queries: int | None = None) -> torch.Tensor:
+                queries: int | torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, D); attn_mask bool broadcastable to (B, heads, L, L), True = may attend.
 
-        ``queries``: only the last ``queries`` rows attend (keys/values still come from all L rows) and
-        the output is (B, queries, D): the same numbers as slicing the full output, without computing
-        rows nobody reads.
+        ``queries``: only some rows attend (keys/values still come from all L rows) -- an int k for the last
+        k rows, or a long tensor (B, m) of row indices -- and the output is (B, k or m, D): the same numbers
+        as picking those rows of the full output, without computing rows nobody reads.
         """
         b, n, d = x.shape
         hd = d // self.heads
-        if queries is None or queries >= n:
+        if queries is None or (isinstance(queries, int) and queries >= n):
             qkv = self.qkv(x).reshape(b, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
             q, k, v = qkv[0], qkv[1], qkv[2]
             rows = n
         else:
-            rows = queries
+            picked = pick_rows(x, queries)
+            rows = picked.shape[1]
             w, bias = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, -rows:], w[:d], None if bias is None else bias[:d])
+            q = F.linear(picked, w[:d], None if bias is None else bias[:d])
             q = q.reshape(b, rows, self.heads, hd).transpose(1, 2)
             kv = F.linear(x, w[d:], None if bias is None else bias[d:])
             kv = kv.reshape(b, n, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
             k, v = kv[0], kv[1]
-            if attn_mask is not None:
-                attn_mask = attn_mask[..., -rows:, :] if attn_mask.shape[-2] == n else attn_mask
+            if attn_mask is not None and attn_mask.shape[-2] != 1:
+                raise ValueError("row-selected queries take key-padding masks only (query dimension 1)")
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(b, rows, d))
+
+
+def pick_rows(x: torch.Tensor, rows: int | torch.Tensor) -> torch.Tensor:
+    """The last ``rows`` rows of x (B, L, D) if an int, else the rows of the long index (B, m)."""
+    if isinstance(rows, int):
+        return x[:, -rows:]
+    return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
 
 
 class Mlp(nn.Module):
@@ -77,13 +85,14 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                keep_last: int | None = None) -> torch.Tensor:
-        """``keep_last``: return only the last ``keep_last`` rows, computing attention queries, the output
-        projection and the MLP for those rows only (a decoder's final block needs just its mesh slots)."""
-        if keep_last is None:
+                keep: int | torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: return only some rows -- the last ``keep`` if an int, else the rows of a long index
+        (B, m) -- computing attention queries, the output projection and the MLP for those rows only (a
+        decoder's final block needs just its mesh slots; generation just the still-masked ones)."""
+        if keep is None:
             x = x + self.attn(self.norm1(x), attn_mask)
             return x + self.mlp(self.norm2(x))
-        x = x[:, -keep_last:] + self.attn(self.norm1(x), attn_mask, queries=keep_last)
+        x = pick_rows(x, keep) + self.attn(self.norm1(x), attn_mask, queries=keep)
         return x + self.mlp(self.norm2(x))
 
 
@@ -122,5 +131,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["Attention", "Block", "LN_EPS", "Mlp", "count_parameters", "key_padding_to_attn_mask",
+__all__ = ["Attention", "Block", "LN_EPS", "Mlp", "count_parameters", "key_padding_to_attn_mask", "pick_rows",
            "sinusoidal_encoding", "trunc_normal_"]
