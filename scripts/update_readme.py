@@ -118,6 +118,8 @@ def bench_section(b: dict | None) -> str:
     for check in b.get("checks", {}).values():
         out.append(f"| {check['what']} | {check['value']:.1f} | {'≤' if check['better'] == 'lower' else '≥'} "
                    f"{check['target']:g} | {'yes' if check['met'] else '**no**'} |")
+    if b.get("note"):
+        out += ["", b["note"]]
     out.append("")
     out.append("All medians (ms) by measurement:")
     out.append("")

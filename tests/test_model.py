@@ -271,3 +271,17 @@ def test_decoder_logits_equal_full_decoder_reference(tiny: Mega) -> None:
         picked = tiny.token_features(tokens, vis, enc, slots=slots)
     torch.testing.assert_close(picked, features.gather(1, slots[..., None].expand(-1, -1, tiny.config.dim)),
                                atol=1e-5, rtol=1e-4)
+
+
+def test_attend_matches_sdpa_on_both_routes() -> None:
+    """The CPU matmul route for short batched sequences gives SDPA's numbers."""
+    import torch.nn.functional as F
+
+    from megaviewer.model.transformer import attend
+
+    g = torch.Generator().manual_seed(0)
+    for b, lq, lk in ((16, 39, 39), (16, 54, 72), (1, 72, 72), (16, 72, 72)):
+        q, k, v = (torch.randn(b, 4, n, 32, generator=g) for n in (lq, lk, lk))
+        with torch.no_grad():
+            torch.testing.assert_close(attend(q, k, v, None), F.scaled_dot_product_attention(q, k, v),
+                                       atol=1e-5, rtol=1e-4)

@@ -52,8 +52,25 @@ class Attention(nn.Module):
             k, v = kv[0], kv[1]
             if attn_mask is not None and attn_mask.shape[-2] != 1:
                 raise ValueError("row-selected queries take key-padding masks only (query dimension 1)")
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attend(q, k, v, attn_mask)
         return self.proj(out.transpose(1, 2).reshape(b, rows, d))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, H, L, d) tensors.
+
+    Why not always SDPA: on a CPU its flash kernel costs more than two plain batched matmuls for the short
+    sequences of batched generation (encoder steps with a few dozen visible tokens, a decoder block that
+    only computes some query rows): 0.58 vs 0.33 ms for 16 x 4 heads x 39 tokens, 0.72 vs 0.59 ms for 54 of
+    72 query rows, equal for the full 72 x 72 (measured here). Inference without a mask only; training and
+    single-sample calls keep SDPA.
+    """
+    batch_heads, lq, lk = q.shape[0] * q.shape[1], q.shape[-2], k.shape[-2]
+    if (attn_mask is None and not torch.is_grad_enabled() and q.device.type == "cpu" and batch_heads >= 16
+            and (lk <= 48 or lq < lk)):
+        scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-1, -2))
+        return torch.matmul(scores.softmax(dim=-1), v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
 
 
 def pick_rows(x: torch.Tensor, rows: int | torch.Tensor) -> torch.Tensor:
