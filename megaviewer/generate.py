@@ -97,18 +97,13 @@ class _Noise:
 
         The uniforms are always drawn, so every generator advances exactly as it would for any other
         scale (a later step, or the caller's next use of the generator, sees the same stream); with scale
-        0 the noise cannot change an argmax, so the two logarithms (a tenth of a Q=16 generation on a
-        CPU) are skipped. The transform runs in place on the fresh uniforms: same values as
-        ``scale * -log(-log(u))``, bit for bit, without three temporaries of (rows, N, S) floats.
+        0 the noise cannot change an argmax, so the logarithms are skipped. The transform runs in place on
+        the fresh uniforms: same values as ``scale * -log(-log(u))``, bit for bit.
         """
-        if self.shared is not None:
-            u = torch.rand((self.rows, *shape), generator=self.shared, device=self.shared.device)
-        else:
-            u = torch.stack([torch.rand(shape, generator=g, device=g.device).to(self.device)
-                             for g in self.per_row])
+        u = self.uniform(*shape)
         if scale == 0:
             return None
-        u = u.to(self.device).clamp_(min=torch.finfo(torch.float32).tiny)
+        u = u.clamp_(min=torch.finfo(torch.float32).tiny)
         return u.log_().neg_().log_().neg_().mul_(scale)
 
 
@@ -188,13 +183,9 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
             else:
                 # Every row has the same number of masked slots (the schedule is shared), so the last decoder
                 # block and the head run on exactly those slots, in row-major order like ``masked``.
-                counts = masked.sum(dim=1)
-                if bool((counts == counts[0]).all()):
-                    slots = masked.nonzero()[:, 1].view(b, -1)
-                    features = model.token_features(tokens, visible, rows, slots=slots)
-                    features = features.reshape(-1, features.shape[-1])
-                else:  # unreachable with the shared schedule; kept so a future schedule stays correct
-                    features = model.token_features(tokens, visible, rows)[masked]
+                slots = masked.nonzero()[:, 1].view(b, -1)
+                features = model.token_features(tokens, visible, rows, slots=slots)
+                features = features.reshape(-1, features.shape[-1])
             logits = model.head(features).float()  # (masked positions of all rows, S)
             uniform = noise.uniform(n)  # one per position, drawn for every position: streams stay aligned
             picked = sample_categorical(logits, temp, uniform[masked])
