@@ -66,6 +66,17 @@ def photo() -> np.ndarray:
     return np.stack([xx % 256, yy % 256, np.full_like(xx, 128)], -1).astype(np.uint8)
 
 
+def _image_view_pixels(window, qtbot) -> np.ndarray:
+    """What the image panel shows now (photo + mesh overlay), as an (H, W, 3) uint8 array."""
+    from PySide6.QtGui import QImage
+
+    qtbot.wait(200)  # let the overlay repaint
+    image = window.image_view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    data = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
+    return data.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 3].reshape(
+        image.height(), image.width(), 3).copy()
+
+
 def test_fit_camera_checkbox_reaches_the_engine_and_persists(make_window, spied_engine, tmp_path, qtbot):
     engine, calls = spied_engine
     ini = tmp_path / "persist.ini"
@@ -82,6 +93,8 @@ def test_fit_camera_checkbox_reaches_the_engine_and_persists(make_window, spied_
     assert "camera fit: 1/1 hypotheses" in window.controls.summary.text()
     assert "of the box" in window.controls.summary.text()
 
+    fitted_pixels = _image_view_pixels(window, qtbot)
+
     # Unchecked -> a debounced re-run with fit_camera=False; the Result box says the fit did not run.
     first, seen = window.state.result, len(calls)
     box.setChecked(False)
@@ -90,6 +103,10 @@ def test_fit_camera_checkbox_reaches_the_engine_and_persists(make_window, spied_
     assert calls[seen:] and all(c is False for c in calls[seen:])
     assert window.state.result.camera_fit is None and window.state.result.network_cam is None
     assert "camera fit: not run" in window.controls.summary.text()
+    # ... and the mesh drawn over the photo moves: the overlay's pixels change.
+    raw_pixels = _image_view_pixels(window, qtbot)
+    assert raw_pixels.shape == fitted_pixels.shape
+    assert (np.abs(raw_pixels.astype(int) - fitted_pixels.astype(int)).max(axis=-1) > 30).mean() > 0.002
 
     # Stochastic runs (result and deterministic reference) follow the checkbox too.
     seen = len(calls)
