@@ -280,7 +280,7 @@ def test_attend_matches_sdpa_on_both_routes() -> None:
     from megaviewer.model.transformer import attend
 
     g = torch.Generator().manual_seed(0)
-    for b, lq, lk in ((16, 39, 39), (16, 54, 72), (1, 72, 72), (16, 72, 72)):
+    for b, lq, lk in ((16, 39, 39), (16, 54, 72), (1, 72, 72), (16, 72, 72), (1, 1, 1), (2, 600, 600)):
         q, k, v = (torch.randn(b, 4, n, 32, generator=g) for n in (lq, lk, lk))
         with torch.no_grad():
             torch.testing.assert_close(attend(q, k, v, None), F.scaled_dot_product_attention(q, k, v),
