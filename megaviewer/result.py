@@ -49,7 +49,17 @@ class RecoveryResult:
 
     @property
     def mean_camera(self) -> torch.Tensor:
-        return self.camera_vertices.mean(dim=0)
+        """The mean-of-Q mesh placed in the camera frame (V, 3): the mean canonical mesh, turned by the mean
+        rotation (:func:`~megaviewer.geometry.rotations.mean_rotation`) and moved by the mean translation.
+
+        Why not the average of the camera-frame meshes: with the per-hypothesis camera fit every hypothesis
+        has its own rotation, and averaging meshes turned different ways shrinks and blurs the body. When
+        all hypotheses share one rotation (no fit, as the original) both definitions are the same mesh.
+        """
+        from megaviewer.geometry.rotations import mean_rotation
+
+        rotation = mean_rotation(self.rotation)
+        return self.mean_canonical @ rotation.T + self.translation.mean(dim=0)
 
     @property
     def vertex_sd_mm(self) -> torch.Tensor:

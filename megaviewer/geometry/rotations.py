@@ -98,6 +98,18 @@ def matrix_to_rot6d(matrix: torch.Tensor) -> torch.Tensor:
     return matrix[..., :2, :].reshape(*matrix.shape[:-2], 6)
 
 
+def mean_rotation(matrices: torch.Tensor) -> torch.Tensor:
+    """Chordal L2 mean of rotations (Q, 3, 3) -> (3, 3): the rotation nearest (Frobenius) to their average.
+
+    The plain average of rotation matrices is not a rotation (it shrinks); its projection back onto SO(3)
+    by SVD, with the determinant fixed to +1, is the standard mean for rotations that are not far apart.
+    """
+    u, _, vh = torch.linalg.svd(matrices.double().mean(dim=0))
+    fix = torch.ones(3, dtype=torch.float64, device=matrices.device)
+    fix[2] = torch.sign(torch.linalg.det(u @ vh))
+    return ((u * fix) @ vh).to(matrices.dtype)
+
+
 def random_rotation(batch: int, generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
     """Uniformly random rotations (batch, 3, 3) from normalised Gaussian quaternions."""
     q = F.normalize(torch.randn(batch, 4, generator=generator, dtype=dtype), dim=-1)

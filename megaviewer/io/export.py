@@ -26,7 +26,8 @@ key                                 shape / dtype    meaning
 ``person_index``                    () int           which person of the image (0 = first detected)
 ``camera_vertices``                 (Q, V, 3) f32    per-sample mesh in the camera frame, metres
 ``canonical_vertices``              (Q, V, 3) f32    per-sample mesh, centroid-centred, y up, facing +z
-``mean_camera_vertices``            (V, 3) f32       mean of the Q camera-frame meshes (mean-of-Q)
+``mean_camera_vertices``            (V, 3) f32       mean-of-Q mesh in the camera frame (mean canonical mesh,
+                                                     mean rotation, mean translation)
 ``mean_canonical_vertices``         (V, 3) f32       mean of the Q canonical meshes
 ``vertex_sd_mm``                    (V,) f32         per-vertex spread of the canonical samples, mm (0 if Q = 1)
 ``faces``                           (F, 3) i32       triangles, 0-based, of the working topology
@@ -110,8 +111,8 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         "person_index": np.asarray(int(person_index), dtype=np.int64),
         "camera_vertices": camera,
         "canonical_vertices": canonical,
-        "mean_camera_vertices": camera.mean(axis=0),
-        "mean_canonical_vertices": canonical.mean(axis=0),
+        "mean_camera_vertices": arr(result.mean_camera),
+        "mean_canonical_vertices": arr(result.mean_canonical),
         "vertex_sd_mm": arr(result.vertex_sd_mm),
         "faces": arr(result.faces, np.int32),
         "tokens": arr(result.tokens, np.int64),
