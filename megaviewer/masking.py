@@ -35,7 +35,13 @@ def full_visible(tau: float, n: int) -> int:
     return 0
 
 
-SCHEDULES: dict[str, ScheduleFn] = {"cosine": cosine_visible, "linear": linear_visible, "full": full_visible}
+def cosine_full_visible(tau: float, n: int) -> int:
+    """Half the batches fully masked (τ < 1/2), the other half cosine over the rescaled τ."""
+    return 0 if tau < 0.5 else cosine_visible(2.0 * tau - 1.0, n)
+
+
+SCHEDULES: dict[str, ScheduleFn] = {"cosine": cosine_visible, "linear": linear_visible, "full": full_visible,
+                                    "cosine_full": cosine_full_visible}
 
 
 def visible_count(schedule: str, tau: float, n: int) -> int:

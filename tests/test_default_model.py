@@ -25,9 +25,9 @@ def test_default_beats_mean_pose_baseline_on_body_pose(evaluation):
     """Regression guard at the level the shipped CPU model reaches (README): its rotation-free body error
     (PA-MPJPE) is clearly below the mean-pose baseline's. The MEGA issue asks for a wider margin (and for
     PA-MPJPE <= 45 mm), which this short CPU training does not reach yet — see the issue notes. On these 64
-    people the 4,500-step model measures 0.65 x the baseline (session 1's 2,500-step model: 0.71)."""
+    people the session-3 model measures 0.56 x the baseline (session 2's: 0.65, session 1's: 0.71)."""
     det, base = evaluation["deterministic"], evaluation["mean_pose_baseline"]
-    assert det["pa_mpjpe"] < 0.72 * base["pa_mpjpe"], (det, base)
+    assert det["pa_mpjpe"] < 0.62 * base["pa_mpjpe"], (det, base)
 
 
 def test_more_samples_help_and_spread_is_informative(evaluation):

@@ -17,6 +17,8 @@ def test_schedule_formulas() -> None:
         assert visible_count("cosine", tau, N) == math.floor(N * (1 - math.cos(math.pi * tau / 2)))
         assert visible_count("linear", tau, N) == math.floor(N * tau)
         assert visible_count("full", tau, N) == 0
+        expected = 0 if tau < 0.5 else math.floor(N * (1 - math.cos(math.pi * (2 * tau - 1) / 2)))
+        assert visible_count("cosine_full", tau, N) == expected
     assert visible_count("cosine", 0.9999, N) == N - 1  # never all visible
     with pytest.raises(KeyError):
         visible_count("bogus", 0.5, N)
@@ -24,7 +26,7 @@ def test_schedule_formulas() -> None:
         visible_count("cosine", 1.0, N)
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "linear", "full"])
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "full", "cosine_full"])
 def test_mask_counts_and_permutations(schedule: str) -> None:
     g = torch.Generator().manual_seed(0)
     mask = sample_visible_mask(8, N, schedule, generator=g, tau=0.6)
@@ -50,6 +52,14 @@ def test_cosine_count_distribution_matches_formula() -> None:
     assert abs(probs[0].item() - 0.1227) < 1e-3  # the ~12% all-masked batches of the original
     assert (hist - probs).abs().max() < 0.025
     assert abs((1 - counts.double() / N).mean().item() - 0.645) < 0.02  # mean masked fraction
+
+
+def test_cosine_full_masks_half_the_batches_fully() -> None:
+    g = torch.Generator().manual_seed(7)
+    counts = torch.tensor([int(sample_visible_mask(1, N, "cosine_full", generator=g).sum()) for _ in range(2000)])
+    # all-masked: the full half plus the cosine half's own 12 % all-masked share
+    assert abs((counts == 0).double().mean().item() - (0.5 + 0.5 * 0.1227)) < 0.03
+    assert counts.max() == N - 1
 
 
 def test_mask_reproducible_with_seed() -> None:

@@ -27,7 +27,14 @@ from training.mega_conditioned import (
     load_pretrained,
     train_conditioned,
 )
-from training.mega_losses import completed_tokens, masked_token_loss, reprojection_loss
+from training.mega_losses import (
+    completed_tokens,
+    decoded_joints,
+    geometry_loss,
+    hmr_losses,
+    masked_token_loss,
+    reprojection_loss,
+)
 from training.mega_pretrain import PretrainConfig, PretrainTask, build_mega, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +115,42 @@ def test_token_loss_counts_masked_positions_only():
     mixed = completed_tokens(targets, visible, logits)
     assert torch.equal(mixed[visible], targets[visible])
     assert torch.equal(mixed[~visible], logits.argmax(-1)[~visible])
+
+
+def test_geometry_loss_is_zero_on_confident_truth_and_trains_logits_only(tiny_tokenizer, tiny_pool):
+    targets = tiny_pool.tokens[:4]
+    codes = tiny_tokenizer.config.num_codes
+    visible = torch.zeros_like(targets, dtype=torch.bool)
+    visible[:, ::3] = True
+    confident = torch.nn.functional.one_hot(targets, codes).float() * 60.0  # softmax = one-hot
+    logits = torch.randn(*targets.shape, codes, requires_grad=True)
+    loss = geometry_loss(logits, targets, visible, tiny_tokenizer)
+    assert loss.item() > 0  # (the untrained tiny decoder's meshes are small: compare relative sizes)
+    assert geometry_loss(confident, targets, visible, tiny_tokenizer).item() < 1e-3 * loss.item()
+    loss.backward()
+    assert logits.grad[~visible].abs().sum() > 0  # masked positions get a geometric gradient
+    assert logits.grad[visible].abs().sum() == 0  # visible ones are the GT code, not the prediction
+    assert all(p.grad is None for p in tiny_tokenizer.parameters())
+    # a prediction closer to the truth (in code space) scores better
+    nearer = logits.detach() + confident * 0.05
+    assert geometry_loss(nearer, targets, visible, tiny_tokenizer) < loss
+
+
+def test_reprojection_on_a_subset_of_rows_scores_those_rows(tiny_tokenizer, tiny_pool):
+    task = _conditioned_task(tiny_tokenizer, tiny_pool)
+    obs, visible = task.sample(torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = task.model.eval()(obs.tokens, visible, {"keypoints": obs.keypoints})
+    args = (out.logits, out.rot6d, out.cam, obs.tokens, visible, obs.rot_cam, obs.joints2d, obs.joints2d_conf,
+            tiny_tokenizer, keypoint_regressor())
+    _, full = hmr_losses(*args)
+    _, sub = hmr_losses(*args, reprojection_rows=3)
+    joints = decoded_joints(tiny_tokenizer, completed_tokens(obs.tokens[:3], visible[:3], out.logits[:3]),
+                            keypoint_regressor())
+    wanted = reprojection_loss(joints, out.rot6d[:3], out.cam[:3], obs.joints2d[:3], obs.joints2d_conf[:3])
+    assert sub["reproj_l1"] == pytest.approx(float(wanted), rel=1e-5)
+    assert sub["reproj_l1"] != pytest.approx(full["reproj_l1"], rel=1e-3)  # the other rows did count before
+    assert sub["token_ce"] == pytest.approx(full["token_ce"])  # the token loss still sees the whole batch
 
 
 def _conditioned_task(tokenizer, pool, seed: int = 0) -> ConditionedTask:

@@ -64,7 +64,8 @@ def _mega_common(p) -> None:
     p.add_argument("--base-lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
-    p.add_argument("--masking", default="cosine", choices=["cosine", "linear", "full"])
+    p.add_argument("--masking", default="cosine", choices=["cosine", "linear", "full", "cosine_full"],
+                   help="cosine (original), linear / full (ablations), cosine_full (half the batches fully masked)")
     p.add_argument("--pool", default="runs/pool.safetensors",
                    help="mesh pool file; built with --tokenizer and cached here if missing")
     p.add_argument("--pool-size", type=int, default=None,
@@ -89,6 +90,10 @@ def _mega_parsers(sub) -> None:
     t.add_argument("--init", default=None,
                    help="pre-trained checkpoint folder (e.g. runs/pretrain/final); omit = w/o pre-training")
     t.add_argument("--kinds", default=None, help="conditioners, comma-separated (default: the preset's)")
+    t.add_argument("--reprojection-rows", type=int, default=None,
+                   help="score the 2D loss on this many samples per batch (default: all, as the original)")
+    t.add_argument("--geometry-weight", type=float, default=0.0,
+                   help="weight of the soft-decoded mesh loss (ours; default 0 = off)")
     _mega_common(t)
 
     i = sub.add_parser("image-path", help="train an image-conditioned MEGA on rendered crops (small scale)")
@@ -110,6 +115,8 @@ def _mega_parsers(sub) -> None:
 def _mega_config(args, cls):
     from dataclasses import fields
 
+    from training.mega_losses import LossWeights
+
     values = {"out_dir": args.out, "preset": args.preset, "steps": args.steps, "batch_size": args.batch_size,
               "lr": args.lr, "base_lr": args.base_lr, "weight_decay": args.weight_decay,
               "warmup_steps": args.warmup, "masking": args.masking, "pool": args.pool,
@@ -120,6 +127,8 @@ def _mega_config(args, cls):
     if "init" in names:
         values["init"] = args.init
         values["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
+        values["reprojection_rows"] = args.reprojection_rows
+        values["weights"] = LossWeights(geometry=args.geometry_weight)
     return cls(**values)
 
 

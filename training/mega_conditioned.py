@@ -57,6 +57,8 @@ class ConditionedConfig(PretrainConfig):
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     weights: LossWeights = field(default_factory=LossWeights)
     body: str = "anny"
+    # 2D loss on this many samples of each batch (None: all, as the original); see training.mega_losses.
+    reprojection_rows: int | None = None
 
 
 @dataclass
@@ -106,7 +108,7 @@ class ConditionedTask:
 
     def __init__(self, model: Mega, pool: MeshPool, tokenizer: MeshVQVAE, regressor: torch.Tensor,
                  batch_size: int, masking: str = "cosine", observation: ObservationConfig | None = None,
-                 weights: LossWeights | None = None):
+                 weights: LossWeights | None = None, reprojection_rows: int | None = None):
         kinds = model.conditioning.kinds if model.conditioning is not None else ()
         if kinds != ("keypoints",):
             raise ValueError(f"ConditionedTask trains keypoint conditioning; the model has {list(kinds)} "
@@ -124,6 +126,7 @@ class ConditionedTask:
         self.masking = masking
         self.observation = observation or ObservationConfig()
         self.weights = weights or LossWeights()
+        self.reprojection_rows = reprojection_rows
 
     def config_dict(self) -> dict[str, Any]:
         return self.model.config.to_dict()
@@ -150,7 +153,7 @@ class ConditionedTask:
         tokenizer, regressor = self._frozen_on(device)
         return hmr_losses(out.logits, out.rot6d, out.cam, tokens, visible, obs.rot_cam.to(device),
                           obs.joints2d.to(device), obs.joints2d_conf.to(device), tokenizer, regressor,
-                          self.weights)
+                          self.weights, self.reprojection_rows)
 
     def training_step(self, model: nn.Module, step: int,
                       generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
@@ -163,7 +166,8 @@ def run_settings(cfg: ConditionedConfig, pool: MeshPool) -> dict[str, Any]:
     return {"stage": "conditioned", "masking": cfg.masking, "pool_tokenizer": pool.tokenizer_id,
             "pool_seed": pool.seed, "pool_size": len(pool), "preset": cfg.preset,
             "init": str(Path(cfg.init).resolve()) if cfg.init else None,
-            "observation": asdict(cfg.observation), "weights": asdict(cfg.weights)}
+            "observation": asdict(cfg.observation), "weights": asdict(cfg.weights),
+            "reprojection_rows": cfg.reprojection_rows}
 
 
 def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None,
@@ -187,5 +191,5 @@ def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None
             print(f"megaviewer-train: initialised {len(report.loaded)} tensors from {cfg.init}; "
                   f"{len(report.fresh)} new", flush=True)
     task = ConditionedTask(model, pool, tokenizer, regressor, cfg.batch_size, cfg.masking, cfg.observation,
-                           cfg.weights)
+                           cfg.weights, cfg.reprojection_rows)
     return train(task, cfg.loop_config())

@@ -1,0 +1,106 @@
+"""A reference point for MEGA's accuracy on the synthetic keypoint benchmark: a plain MLP "lifter".
+
+    python scripts/lifting_baseline.py [--minutes 8] [--out resources/baselines/mlp_lifting.json]
+
+Why: the benchmark's observations are deliberately hard (detector noise and outliers, a body part occluded in
+30 % of the people, random single drops, truncation at the image border, crops that cut the body). How much
+3D pose do 17 such keypoints determine at all? A direct regressor answers that cheaply: an MLP
+(51 -> 1024 -> 1024 -> 1024 -> 51, GELU) maps the flattened crop keypoints (x, y, confidence; missing = 0)
+straight to the 17 camera-frame COCO joints (centred), trained with the mean joint distance on the same
+on-the-fly observations MEGA trains on (same pool, same ``ObservationConfig``), for a fixed wall-clock
+budget on this CPU, then scored with PA-MPJPE / MPJPE (root = joint centroid) on the same 512 held-out
+people as ``resources/default/metrics.json``. The learning curve is saved with the final figures.
+
+It predicts joints only (no mesh, no rotation, no samples): a reference for the pose part of the problem,
+not a competitor to the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_lifter(hidden: int = 1024) -> nn.Module:
+    return nn.Sequential(nn.Linear(51, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                         nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 51))
+
+
+def centred(joints: torch.Tensor) -> torch.Tensor:
+    return joints - joints.mean(dim=1, keepdim=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=8.0, help="training wall-clock budget")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--pool", default="runs/default/pool.safetensors",
+                        help="mesh pool (built from the shipped tokenizer if missing, as train_default.py does)")
+    parser.add_argument("--out", type=Path, default=REPO / "resources" / "baselines" / "mlp_lifting.json")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.geometry import metrics
+    from megaviewer.io.atomic import atomic_write_text
+    from megaviewer.paths import tokenizer_dir
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.observations import ObservationConfig, synthesize
+    from training.evaluate import build_eval_set
+    from training.mega_pretrain import prepare_pool
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir())
+    pool = prepare_pool(args.pool, tokenizer, 50_000, 0)
+    regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
+    data = build_eval_set(tokenizer, 512)
+    truth = regressor @ data.vertices
+
+    torch.manual_seed(0)
+    net = build_lifter()
+    optimiser = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    observation = ObservationConfig()
+
+    @torch.no_grad()
+    def score() -> dict[str, float]:
+        net.eval()
+        predicted = net(data.keypoints.flatten(1)).view(-1, 17, 3)
+        net.train()
+        return {"pa_mpjpe": metrics.pa_mpjpe(predicted, truth).mean().item(),
+                "mpjpe": metrics.mpjpe(centred(predicted), centred(truth)).mean().item()}
+
+    curve, step, start = [], 0, time.perf_counter()
+    while time.perf_counter() - start < args.minutes * 60:
+        index = torch.randint(0, len(pool), (args.batch_size,), generator=generator)
+        batch = pool.batch(index)
+        obs = synthesize(batch, observation, generator)
+        target = centred(batch.joints.float() @ obs.rot_cam.transpose(-1, -2))
+        predicted = centred(net(obs.keypoints.flatten(1)).view(-1, 17, 3))
+        loss = (predicted - target).norm(dim=-1).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        step += 1
+        if step % 1000 == 0:
+            curve.append({"step": step, "minutes": (time.perf_counter() - start) / 60, **score()})
+            print(json.dumps(curve[-1]), flush=True)
+    result = {"what": "MLP lifter, keypoints -> 17 camera-frame COCO joints (no mesh), same held-out 512 people",
+              "minutes": (time.perf_counter() - start) / 60, "steps": step, "batch_size": args.batch_size,
+              "threads": torch.get_num_threads(), "final": score(), "curve": curve}
+    print(json.dumps(result["final"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
