@@ -38,8 +38,9 @@ PRESET = "cpu_fast"
 POOL_SIZE = 50_000
 # Conditioned stage (session 3): half the batches fully masked (``cosine_full``; the ablation showed the full
 # mask learning the observation -> pose mapping much faster at CPU budgets) and the 2D loss scored on 16 of
-# the 64 samples (decoding all 64 meshes was a quarter of the step). A step takes ~0.29-0.34 s, so 5,400 steps
-# (~26-31 min) keep the whole recipe within 90 minutes with the tokenizer (~45) and pre-training (~10).
+# the 64 samples (decoding all 64 meshes was a quarter of the step). A step takes ~0.29-0.34 s: 5,400 steps took
+# 30.9 min, about 82 min end to end with the tokenizer (39.5 min), the pool (2.1) and pre-training (7.1), each
+# measured in session 3 on a slice of its steps.
 PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 1_500, 5_400, 64, 1e-3
 TRAIN_MASKING, REPROJECTION_ROWS = "cosine_full", 16
 EVAL_COUNT = 512

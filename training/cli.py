@@ -56,6 +56,8 @@ def _run_eval_tokenizer(args) -> int:
 
 def _mega_common(p) -> None:
     """Options shared by ``pretrain`` and ``train`` (MEGA on the tokenised mesh pool)."""
+    from megaviewer.masking import SCHEDULES
+
     p.add_argument("--preset", default="cpu_small", help="MEGA preset (paper, cpu_small, test_tiny)")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=64, help="per-rank batch size")
@@ -64,7 +66,7 @@ def _mega_common(p) -> None:
     p.add_argument("--base-lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
-    p.add_argument("--masking", default="cosine", choices=["cosine", "linear", "full", "cosine_full"],
+    p.add_argument("--masking", default="cosine", choices=sorted(SCHEDULES),
                    help="cosine (original), linear / full (ablations), cosine_full (half the batches fully masked)")
     p.add_argument("--pool", default="runs/pool.safetensors",
                    help="mesh pool file; built with --tokenizer and cached here if missing")
