@@ -35,6 +35,7 @@ from megaviewer.io.atomic import atomic_write_text
 from megaviewer.model.mega import load_mega
 from megaviewer.paths import resources_dir, tokenizer_dir
 from megaviewer.tokenizer.model import MeshVQVAE
+from training.data.pool import tokenizer_fingerprint
 from training.evaluate import build_eval_set, evaluate
 from training.mega_conditioned import ConditionedConfig, train_conditioned
 from training.mega_pretrain import prepare_pool
@@ -82,6 +83,13 @@ def run_variant(variant: Variant, runs: Path, steps: int, threads: int, tokenize
             "train_minutes_this_run": train_min, "eval_minutes": (time.perf_counter() - start) / 60}
 
 
+def tokenizer_record(tokenizer: MeshVQVAE) -> dict:
+    """Which tokenizer a row was measured with: rows are comparable only under the same tokenizer."""
+    metrics_file = tokenizer_dir() / "metrics.json"
+    pve = json.loads(metrics_file.read_text()).get("pve_mm") if metrics_file.exists() else None
+    return {"tokenizer_id": tokenizer_fingerprint(tokenizer), "tokenizer_pve_mm": pve}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
@@ -102,7 +110,8 @@ def main() -> None:
     for variant in VARIANTS:
         if variant.key not in wanted:
             continue
-        rows[variant.key] = run_variant(variant, runs, args.steps, args.threads, tokenizer, pool)
+        rows[variant.key] = {**run_variant(variant, runs, args.steps, args.threads, tokenizer, pool),
+                             **tokenizer_record(tokenizer)}
         d = rows[variant.key]["deterministic"]
         print(f"{variant.label}: PVE {d['pve']:.1f}  MPJPE {d['mpjpe']:.1f}  PA-MPJPE {d['pa_mpjpe']:.1f} mm",
               flush=True)

@@ -5,6 +5,7 @@ Every stage resumes where it stopped (rerun the same command after an interrupti
 wall-clock time is recorded in ``resources/default/metrics.json`` next to the evaluation figures.
 
     python scripts/train_default.py [--runs runs/default] [--skip-tokenizer] [--skip-pretrain] [--no-install]
+                                    [--tokenizer-recipe absolute|offsets]
 """
 
 from __future__ import annotations
@@ -20,20 +21,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from train_default_tokenizer import BATCH as TOKENIZER_BATCH  # noqa: E402
+from train_default_tokenizer import RECIPES as TOKENIZER_RECIPES  # noqa: E402
+from train_default_tokenizer import SHIPPED_RECIPE as SHIPPED_TOKENIZER_RECIPE  # noqa: E402
+from train_default_tokenizer import STEPS as TOKENIZER_STEPS  # noqa: E402
 from train_default_tokenizer import install as install_tokenizer  # noqa: E402
+from train_default_tokenizer import shipped_recipe  # noqa: E402
 
 from megaviewer.body.assets import BodyAssets  # noqa: E402
 from megaviewer.io.atomic import atomic_write_text  # noqa: E402
 from megaviewer.model.mega import load_mega  # noqa: E402
 from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir  # noqa: E402
-from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig  # noqa: E402
+from megaviewer.tokenizer.model import MeshVQVAE  # noqa: E402
 from training.evaluate import build_eval_set, evaluate, format_table  # noqa: E402
 from training.mega_conditioned import ConditionedConfig, train_conditioned  # noqa: E402
 from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain  # noqa: E402
-from training.tokenizer import TokenizerTrainConfig, train_tokenizer  # noqa: E402
+from training.tokenizer import train_tokenizer  # noqa: E402
 
 # The shipped recipe (see README "Training"): sized for a 2-core CPU.
-TOKENIZER_STEPS, TOKENIZER_BATCH = 12_000, 16
 PRESET = "cpu_fast"
 POOL_SIZE = 50_000
 # Conditioned stage (session 3): half the batches fully masked (``cosine_full``; the ablation showed the full
@@ -58,6 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs/default", help="folder for all intermediate runs")
     parser.add_argument("--skip-tokenizer", action="store_true", help="use the installed resources/tokenizer")
+    parser.add_argument("--tokenizer-recipe", choices=sorted(TOKENIZER_RECIPES), default=SHIPPED_TOKENIZER_RECIPE,
+                        help="tokenizer training recipe (scripts/train_default_tokenizer.py)")
     parser.add_argument("--skip-pretrain", action="store_true",
                         help="start conditioned training from the installed resources/pretrained")
     parser.add_argument("--threads", type=int, default=0)
@@ -68,13 +75,11 @@ def main() -> None:
 
     if not args.skip_tokenizer:
         start = time.perf_counter()
-        tok_cfg = TokenizerTrainConfig(out_dir=str(runs / "tokenizer"), steps=TOKENIZER_STEPS,
-                                       batch_size=TOKENIZER_BATCH, threads=args.threads, ckpt_every=1000,
-                                       tokenizer=TokenizerConfig(channels=[16, 32, 64]))
+        tok_cfg = shipped_recipe(str(runs / "tokenizer"), threads=args.threads, recipe=args.tokenizer_recipe)
         final = train_tokenizer(tok_cfg)
         times["tokenizer_min"] = (time.perf_counter() - start) / 60
         install_tokenizer(final, 1024, times["tokenizer_min"], TOKENIZER_STEPS, TOKENIZER_BATCH,
-                          copy=not args.no_install)
+                          copy=not args.no_install, lr=tok_cfg.lr)
         tokenizer_folder = tokenizer_dir() if not args.no_install else final
     else:
         tokenizer_folder = tokenizer_dir()
@@ -111,7 +116,8 @@ def main() -> None:
     result["recipe"] = {"preset": PRESET, "pool_size": POOL_SIZE, "pretrain_steps": PRETRAIN_STEPS,
                         "train_steps": TRAIN_STEPS, "train_masking": TRAIN_MASKING,
                         "reprojection_rows": REPROJECTION_ROWS, "batch_size": BATCH, "lr": LR,
-                        "tokenizer_steps": TOKENIZER_STEPS, "threads": torch.get_num_threads()}
+                        "tokenizer_steps": TOKENIZER_STEPS, "tokenizer_recipe": args.tokenizer_recipe,
+                        "threads": torch.get_num_threads()}
     print(format_table(result))
     print(json.dumps(times, indent=2))
     atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))

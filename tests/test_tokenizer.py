@@ -122,7 +122,7 @@ def test_inference_route_matches_training_route(hierarchy):
     from megaviewer.tokenizer.model import KERNEL_ROUTE_MIN_BATCH
 
     torch.manual_seed(1)
-    model = MeshVQVAE(TokenizerConfig(channels=[4, 8, 8]), hierarchy).eval()
+    model = MeshVQVAE(TokenizerConfig(channels=[16, 8, 8]), hierarchy).eval()
     for layer in model.modules():  # exercise every branch: mixed conv + residual with a channel change
         if isinstance(layer, VcConv) and layer.residual_rate == 0.0 and hasattr(layer, "coeffs"):
             layer.residual_rate = 0.3
@@ -137,6 +137,9 @@ def test_inference_route_matches_training_route(hierarchy):
         slow_out = model.decode_latents(slow_lat)
     torch.testing.assert_close(fast_lat, slow_lat.detach(), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(fast_out, slow_out.detach(), atol=1e-5, rtol=1e-4)
+    # the last layer shrinks 16 -> 3 channels: it must have taken the input-vertex-first (scatter) route
+    assert "kernel_t" in model.decoder[-1]._inference_weights()
+    assert "kernel_t" not in model.encoder[0]._inference_weights()  # 3 -> 16 channels: the gather route
     with torch.no_grad():
         model.decoder[-1].basis.mul_(2.0)  # in-place edit: the cache key (version counter) changes
         edited = model.decode_latents(fast_lat)
@@ -144,6 +147,30 @@ def test_inference_route_matches_training_route(hierarchy):
         reference = model.decode_latents(fast_lat).detach()
     torch.testing.assert_close(edited, reference, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(edited, 2 * fast_out, atol=1e-6, rtol=1e-4)  # last layer is linear in its basis
+
+
+def test_residual_scale_learns_offsets_from_the_template_and_survives_a_checkpoint(hierarchy, body_assets,
+                                                                                  tmp_path):
+    """residual_scale > 0: the network sees (mesh - rest template) * scale. An untrained network's output
+    is then near the template (not near the origin), and save/load keeps the template and the numbers."""
+    torch.manual_seed(2)
+    config = TokenizerConfig(channels=[4, 8, 8], residual_scale=5.0)
+    model = MeshVQVAE(config, hierarchy, body_assets.template).eval()
+    template = body_assets.template - body_assets.template.mean(dim=0)
+    torch.testing.assert_close(model.template, template)
+    with torch.no_grad():
+        for p in model.decoder[-1].parameters():
+            p.zero_()  # the network's output is 0: the decode must be the template itself
+        out = model.decode(torch.zeros(1, 54, dtype=torch.long))
+    torch.testing.assert_close(out[0], template, atol=1e-6, rtol=0)
+    ids = model.encode(template[None] + 0.01 * torch.randn(2, 1229, 3))
+    model.save(tmp_path / "tok")
+    loaded = MeshVQVAE.from_pretrained(tmp_path / "tok")
+    assert loaded.config.residual_scale == 5.0
+    torch.testing.assert_close(loaded.template, template)
+    torch.testing.assert_close(loaded.decode(ids), model.decode(ids))
+    plain = MeshVQVAE(TokenizerConfig(channels=[4, 8, 8]), hierarchy, body_assets.template)
+    assert "template" not in plain.state_dict()  # off: checkpoints stay as before (the shipped one loads)
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def build_tokenizer(config: TokenizerConfig, body=None) -> MeshVQVAE:
         raise ValueError(f"level_sizes[0]={config.level_sizes[0]} but the {config.body} mesh has "
                          f"{assets.num_vertices} vertices")
     hierarchy = load_or_build_hierarchy(assets.template.numpy(), assets.faces.numpy(), config.level_sizes)
-    return MeshVQVAE(config, hierarchy)
+    return MeshVQVAE(config, hierarchy, assets.template)
 
 
 def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = None) -> Path:
@@ -131,6 +131,8 @@ def write_metrics(path: Path, metrics_dict: dict) -> None:
 def config_from_args(args) -> TokenizerTrainConfig:
     cfg = TokenizerTrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                seed=args.seed, ckpt_every=args.ckpt_every, threads=args.threads)
+    if getattr(args, "residual_scale", None) is not None:
+        cfg.tokenizer.residual_scale = args.residual_scale
     if args.channels:
         cfg.tokenizer.channels = [int(c) for c in args.channels.split(",")]
     return cfg

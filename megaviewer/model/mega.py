@@ -30,6 +30,7 @@ from megaviewer.model.conditioning import CondEncoding, ConditioningStack
 from megaviewer.model.config import KIND, MegaConfig, get_preset
 from megaviewer.model.heads import RotCamHead
 from megaviewer.model.transformer import LN_EPS, Block, key_padding_to_attn_mask, trunc_normal_
+from megaviewer.param_cache import parameters_key
 
 CondInput = Mapping[str, torch.Tensor] | CondEncoding | None
 
@@ -95,7 +96,7 @@ class Mega(nn.Module):
     def encoder_constant(self) -> torch.Tensor:
         """Encoder output (1, 1, D) for an all-masked input (the lone cls token); cached, no grad."""
         params = self._encoder_params()
-        key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
+        key = parameters_key(params)
         if self._encoder_cache is not None and self._encoder_cache[0] == key:
             return self._encoder_cache[1]
         with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable outside inference mode

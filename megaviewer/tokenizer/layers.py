@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from megaviewer.param_cache import parameters_key
 from megaviewer.tokenizer.hierarchy import Neighbourhood
 
 
@@ -87,7 +88,7 @@ class VcConv(nn.Module):
 
     # ---- inference route: cached per-vertex kernels, channel-major features ------------------------
     def _cache_key(self) -> tuple:
-        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in self.parameters())
+        return parameters_key(self.parameters())
 
     def _inference_weights(self) -> dict[str, torch.Tensor]:
         """Kernels (O, C_out, M·C_in), normalised pool weights (O, 1, M) and the channel projection, computed
@@ -104,6 +105,7 @@ class VcConv(nn.Module):
                 kernel = torch.einsum("omw,wki->okmi", coeffs, basis)
                 weights["kernel"] = kernel.reshape(self.num_out, self.out_channels, -1).contiguous()
                 weights["bias"] = self.bias.view(1, -1, 1).clone()
+                weights.update(self._scatter_weights(kernel))
             if self.residual_rate > 0.0:
                 if self.in_channels != self.out_channels:
                     weights["res_proj"] = self.res_proj.clone()
@@ -112,6 +114,46 @@ class VcConv(nn.Module):
                     weights["res_weights"] = (w / (w.sum(dim=1, keepdim=True) + 1e-8))[:, None, :].contiguous()
         self._infer_cache = (key, weights)
         return weights
+
+    def _scatter_weights(self, kernel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The same conv regrouped by INPUT vertex, for layers that shrink the channels (e.g. 16 -> 3).
+
+        The gather route copies every neighbour's C_in features (M·C_in per output vertex) before its
+        matmul; here each input vertex u first multiplies its features by the kernels of all P output slots
+        that read it, (P·C_out, C_in) @ (C_in, B), and each output vertex then sums its M precomputed
+        C_out-channel contributions. Same products and sums, less memory moved when C_out is well below
+        C_in. Measured here for a batch of 16 (2 threads): 16 -> 3 channels 1.21 -> 0.68 ms, 64 -> 9
+        0.34 -> 0.27 ms, but 64 -> 32 1.92 -> 1.86 and 32 -> 16 2.18 -> 2.56 ms (the extra pass eats the
+        saving). So it is used only where the gathered contributions are at least 4x smaller than the
+        gathered inputs (4·P·C_out <= M·C_in); otherwise this returns {}.
+
+        ``kernel_t`` (N_in, P·C_out, C_in), padded slots zero; ``scatter_pos`` (N_out, M) index into the
+        flattened (N_in·P) contributions, padded neighbours pointing at an appended zero row.
+        """
+        index, valid = self.index, self.mask > 0
+        max_nb = index.shape[1]
+        flat = torch.where(valid, index, self.num_in).reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        first = torch.searchsorted(flat[order], flat[order])  # start of each input vertex's run
+        slot = torch.empty_like(flat)
+        slot[order] = torch.arange(flat.numel(), device=flat.device) - first
+        slot = slot.view(self.num_out, max_nb)
+        slots = int(slot[valid].max()) + 1 if bool(valid.any()) else 1
+        if 4 * slots * self.out_channels > max_nb * self.in_channels:
+            return {}
+        per_slot = kernel.permute(0, 2, 1, 3)  # (O, M, C_out, C_in)
+        kernel_t = kernel.new_zeros(self.num_in, slots, self.out_channels, self.in_channels)
+        kernel_t[index[valid], slot[valid]] = per_slot[valid]
+        pos = torch.where(valid, index * slots + slot, self.num_in * slots)
+        return {"kernel_t": kernel_t.view(self.num_in, slots * self.out_channels, self.in_channels),
+                "scatter_pos": pos.contiguous()}
+
+    def _conv_scatter(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Channel-major (N_in, C_in, B) -> conv output (N_out, C_out, B) without bias, input-vertex first."""
+        batch, pos = x.shape[-1], weights["scatter_pos"]
+        contrib = torch.bmm(weights["kernel_t"].to(x.dtype), x).view(-1, self.out_channels * batch)
+        picked = torch.index_select(F.pad(contrib, (0, 0, 0, 1)), 0, pos.reshape(-1))
+        return picked.view(*pos.shape, self.out_channels, batch).sum(dim=1)
 
     def _gather_channel_major(self, x: torch.Tensor) -> torch.Tensor:
         """(N_in, C, B) -> (N_out, M·C, B), padding slots read an appended zero row."""
@@ -125,7 +167,10 @@ class VcConv(nn.Module):
         r = self.residual_rate
         out = None
         if r < 1.0:
-            conv = torch.bmm(weights["kernel"].to(x.dtype), self._gather_channel_major(x))
+            if "kernel_t" in weights:
+                conv = self._conv_scatter(weights, x)
+            else:
+                conv = torch.bmm(weights["kernel"].to(x.dtype), self._gather_channel_major(x))
             conv = conv + weights["bias"].to(x.dtype)
             out = F.elu(conv) if self.activation else conv
             if r > 0.0:

@@ -38,6 +38,10 @@ class TokenizerConfig:
     decay: float = 0.99
     commitment: float = 0.25
     restart_threshold: float = 0.05
+    residual_scale: float = 0.0
+    """0: the network reads and writes absolute centred coordinates (the original). > 0: it reads and
+    writes (mesh - rest template) * residual_scale, so it learns deviations from the body's rest shape at
+    a unit-ish scale instead of spending capacity rebuilding the template (the template is a buffer)."""
     body: str = "anny"
     hierarchy_fingerprint: str = ""
     kind: str = KIND
@@ -64,7 +68,9 @@ class TokenizerOutput:
 
 
 class MeshVQVAE(nn.Module):
-    def __init__(self, config: TokenizerConfig, hierarchy: MeshHierarchy):
+    def __init__(self, config: TokenizerConfig, hierarchy: MeshHierarchy, template: torch.Tensor | None = None):
+        """``template``: the body's rest mesh (V, 3), used when ``config.residual_scale`` > 0; a loaded
+        checkpoint brings its own copy in its state."""
         super().__init__()
         if hierarchy.level_sizes != list(config.level_sizes):
             raise ValueError(f"hierarchy levels {hierarchy.level_sizes} != config {config.level_sizes}")
@@ -92,6 +98,11 @@ class MeshVQVAE(nn.Module):
         self.decoder = nn.Sequential(*dec)
         self.quantizer = EMAQuantizer(config.num_codes, config.latent_dim, config.decay, config.commitment,
                                       restart_threshold=config.restart_threshold)
+        rest = torch.zeros(config.level_sizes[0], 3)
+        if template is not None:
+            rest = torch.as_tensor(template, dtype=torch.float32).reshape(config.level_sizes[0], 3)
+            rest = rest - rest.mean(dim=0)
+        self.register_buffer("template", rest, persistent=config.residual_scale > 0)
 
     @property
     def num_tokens(self) -> int:
@@ -115,6 +126,8 @@ class MeshVQVAE(nn.Module):
 
     def encode_latents(self, vertices: torch.Tensor) -> torch.Tensor:
         centred = vertices - vertices.mean(dim=-2, keepdim=True)
+        if self.config.residual_scale > 0:
+            centred = (centred - self.template.to(centred.dtype)) * self.config.residual_scale
         return self._run(self.encoder, centred)
 
     def encode(self, vertices: torch.Tensor) -> torch.Tensor:
@@ -128,6 +141,8 @@ class MeshVQVAE(nn.Module):
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         out = self._run(self.decoder, latents)
+        if self.config.residual_scale > 0:
+            out = out / self.config.residual_scale + self.template.to(out.dtype)
         return out - out.mean(dim=-2, keepdim=True)
 
     def forward(self, vertices: torch.Tensor) -> TokenizerOutput:
