@@ -1,6 +1,7 @@
-"""The tokenizer recipe comparison behind the shipped recipe: short runs that differ in one setting each.
+"""The tokenizer recipe comparison: short runs that differ in one setting each.
 
-Every run trains the shipped architecture (channels 16/32/64) with batch 16 and evaluates on 256 held-out
+Every run trains the shipped architecture (channels 16/32/64, ``train_default_tokenizer.shipped_recipe``)
+with batch 16 and evaluates on 256 held-out
 meshes. What varies: absolute coordinates vs offsets from the rest template (``residual_scale``), the
 learning rate, and the length. Runs resume (and finished runs are only re-evaluated), so rerunning is cheap.
 Results go to ``resources/tokenizer/sweep.json``; README's tokenizer paragraph is generated from it.
@@ -15,15 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from megaviewer.io.atomic import atomic_write_text
-from megaviewer.paths import tokenizer_dir
-from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
-from training.data.meshes import SyntheticMeshes
-from training.tokenizer import TokenizerTrainConfig, evaluate_tokenizer, train_tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_default_tokenizer import BATCH, CHANNELS, Recipe, shipped_recipe  # noqa: E402
+
+from megaviewer.io.atomic import atomic_write_text  # noqa: E402
+from megaviewer.paths import tokenizer_dir  # noqa: E402
+from megaviewer.tokenizer.model import MeshVQVAE  # noqa: E402
+from training.data.meshes import SyntheticMeshes  # noqa: E402
+from training.tokenizer import evaluate_tokenizer, train_tokenizer  # noqa: E402
 
 EVAL_COUNT = 256
 
@@ -32,17 +38,16 @@ EVAL_COUNT = 256
 class SweepRun:
     label: str
     steps: int
-    lr: float
-    residual_scale: float
+    recipe: Recipe
 
 
 RUNS = {
-    "base": SweepRun("absolute coordinates, lr 1e-3 (session-1 recipe)", 1000, 1e-3, 0.0),
-    "offsets": SweepRun("offsets from the template x5, lr 1e-3", 1000, 1e-3, 5.0),
-    "offsets_lr3e-3": SweepRun("offsets x5, lr 3e-3", 1000, 3e-3, 5.0),
-    "offsets_lr6e-3": SweepRun("offsets x5, lr 6e-3", 1000, 6e-3, 5.0),
-    "offsets_lr6e-3_4k": SweepRun("offsets x5, lr 6e-3", 4000, 6e-3, 5.0),
-    "offsets_lr6e-3_12k": SweepRun("offsets x5, lr 6e-3 (`--recipe offsets`)", 12000, 6e-3, 5.0),
+    "base": SweepRun("absolute coordinates, lr 1e-3 (session-1 recipe)", 1000, Recipe(1e-3, 0.0)),
+    "offsets": SweepRun("offsets from the template x5, lr 1e-3", 1000, Recipe(1e-3, 5.0)),
+    "offsets_lr3e-3": SweepRun("offsets x5, lr 3e-3", 1000, Recipe(3e-3, 5.0)),
+    "offsets_lr6e-3": SweepRun("offsets x5, lr 6e-3", 1000, Recipe(6e-3, 5.0)),
+    "offsets_lr6e-3_4k": SweepRun("offsets x5, lr 6e-3", 4000, Recipe(6e-3, 5.0)),
+    "offsets_lr6e-3_12k": SweepRun("offsets x5, lr 6e-3 (`--recipe offsets`)", 12000, Recipe(6e-3, 5.0)),
 }
 
 
@@ -57,18 +62,15 @@ def main() -> None:
     data = SyntheticMeshes()
     out_path = Path(args.out)
     report = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
-    report.update({"command": "python scripts/tokenizer_sweep.py", "eval_count": EVAL_COUNT, "batch_size": 16,
-                   "channels": [16, 32, 64]})
+    report.update({"command": "python scripts/tokenizer_sweep.py", "eval_count": EVAL_COUNT, "batch_size": BATCH,
+                   "channels": list(CHANNELS)})
     for name in names:
         run = RUNS[name]
-        cfg = TokenizerTrainConfig(out_dir=str(Path(args.runs) / name), steps=run.steps, batch_size=16, lr=run.lr,
-                                   ckpt_every=1000,
-                                   tokenizer=TokenizerConfig(channels=[16, 32, 64], residual_scale=run.residual_scale))
         start = time.perf_counter()
-        final = train_tokenizer(cfg)
+        final = train_tokenizer(shipped_recipe(str(Path(args.runs) / name), run.steps, recipe=run.recipe))
         minutes = (time.perf_counter() - start) / 60
         result = evaluate_tokenizer(MeshVQVAE.from_pretrained(final), data, EVAL_COUNT)
-        row = {"label": run.label, "steps": run.steps, "lr": run.lr, "residual_scale": run.residual_scale,
+        row = {"label": run.label, "steps": run.steps, "lr": run.recipe.lr, "residual_scale": run.recipe.residual_scale,
                "pve_mm": result["pve_mm"], "pa_mpjpe_mm": result["pa_mpjpe_mm"], "codes_used": result["codes_used"]}
         if minutes > 0.5:  # a finished run is only re-evaluated: keep the training time recorded before
             row["train_minutes_this_run"] = minutes

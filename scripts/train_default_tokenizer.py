@@ -48,9 +48,10 @@ SHIPPED_RECIPE = "absolute"
 
 
 def shipped_recipe(out_dir: str, steps: int = STEPS, batch_size: int = BATCH, threads: int = 0,
-                   recipe: str = SHIPPED_RECIPE) -> TokenizerTrainConfig:
-    """The training configuration of the tokenizer stage (also the first stage of ``train_default.py``)."""
-    r = RECIPES[recipe]
+                   recipe: str | Recipe = SHIPPED_RECIPE) -> TokenizerTrainConfig:
+    """The training configuration of the tokenizer stage (also the first stage of ``train_default.py`` and
+    every run of ``tokenizer_sweep.py``): the shipped architecture with a named or given ``Recipe``."""
+    r = RECIPES[recipe] if isinstance(recipe, str) else recipe
     return TokenizerTrainConfig(out_dir=out_dir, steps=steps, batch_size=batch_size, lr=r.lr, threads=threads,
                                 ckpt_every=1000,
                                 tokenizer=TokenizerConfig(channels=list(CHANNELS), residual_scale=r.residual_scale))

@@ -40,8 +40,12 @@ def tokenizer_section(tok: dict | None) -> str:
 
 def _tokenizer_recipe(tok: dict) -> str:
     minutes = tok.get("train_minutes_this_run")
-    took = f" in {minutes:.1f} minutes" if minutes else (f", {tok['train_time_note']}," if tok.get("train_time_note")
-                                                          else "")
+    if minutes:
+        took = f" in {minutes:.1f} minutes"
+    elif tok.get("train_time_note"):  # recorded by hand for a run the script did not time
+        took = f", {tok['train_time_note']},"
+    else:
+        took = ""
     text = (f" Recipe (`python scripts/train_default_tokenizer.py`): {tok['train_steps']:,} steps of batch "
             f"{tok['batch_size']}{took} on this 2-core CPU")
     if tok.get("residual_scale"):
@@ -72,14 +76,13 @@ def tokenizer_sweep_section(sweep: dict | None, tok: dict | None) -> str:
                    if (r["lr"], r["residual_scale"]) == (best["lr"], best["residual_scale"])]
     target = tok.get("pve_target_mm", 5.0) if tok else 5.0
     steps = power_law_steps(same_recipe, target)
-    down = sweep.get("downstream") or {}
-    minutes = down.get("stage_minutes", {}).get("tokenizer_min")
+    down, shipped = sweep.get("downstream"), _load(ROOT / "resources" / "default" / "metrics.json")
+    minutes = down["stage_minutes"].get("tokenizer_min") if down else None
     if steps and minutes:
         out += ["", f"A power law through the two longest runs of the best recipe reaches {target:g} mm after about "
                 f"{steps:,.0f} steps, about {steps * minutes / best['steps'] / 60:.0f} hours at its measured speed "
                 f"({minutes:.0f} minutes for {best['steps']:,} steps): far beyond the 90 minutes in which the whole "
                 "default pipeline, tokenizer included, must be reproducible on this CPU."]
-    down, shipped = sweep.get("downstream"), _load(ROOT / "resources" / "default" / "metrics.json")
     if down and shipped:
         d, s = down["deterministic"], shipped["deterministic"]
         total = sum(down["stage_minutes"].values())
@@ -226,9 +229,10 @@ def bench_section(b: dict | None) -> str:
 
 def main() -> None:
     res = ROOT / "resources"
+    tok = _load(res / "tokenizer" / "metrics.json")
     body = "\n".join(s for s in (
-        tokenizer_section(_load(res / "tokenizer" / "metrics.json")),
-        tokenizer_sweep_section(_load(res / "tokenizer" / "sweep.json"), _load(res / "tokenizer" / "metrics.json")),
+        tokenizer_section(tok),
+        tokenizer_sweep_section(_load(res / "tokenizer" / "sweep.json"), tok),
         mega_section(_load(res / "default" / "metrics.json")),
         lifting_section(_load(res / "baselines" / "mlp_lifting.json")),
         ablation_section(_load(res / "ablation" / "ablation.json")),
