@@ -15,7 +15,8 @@ Iterative (§4.2 with the paper's schedule): start all-masked; at step t = 1..T 
    step, n_t from ``masking.tokens_revealed_by_step`` -- strictly increasing, n_T = N, so every token is
    sampled (the original forced the last one to index 0).
 Everything is vectorised over the batch; the only Python loop is over steps. Step 1 sees all rows
-all-masked, so the Q samples of an item share one model pass there (``generate_iterative``'s ``repeats``).
+all-masked, so the Q samples of an item share one model pass, one token head and one sampling CDF there
+(``generate_iterative``'s ``repeats``); only their uniforms differ.
 
 Noise comes only from the ``generator`` argument: a single ``torch.Generator`` draws the whole batch's
 noise at once; a sequence of generators (one per output row) draws each row's noise from its own
@@ -176,22 +177,20 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
             temp = float(temperature_fn(t, steps))
             temps.append(temp)
             masked = ~visible
-            if t == 1 and repeats > 1:  # all rows all-masked: one pass per item, shared by its rows
-                first = torch.zeros(cond.batch, n, dtype=torch.bool, device=dev)
-                features = model.token_features(first.long(), first, cond).repeat_interleave(repeats, 0)
-                features = features.reshape(-1, features.shape[-1])
+            uniform = noise.uniform(n)  # one per position, drawn for every position: streams stay aligned
+            if t == 1 and repeats > 1:
+                picked, chosen = _sample_shared_first_step(model, cond, repeats, temp, uniform)
             else:
                 # Every row has the same number of masked slots (the schedule is shared), so the last decoder
                 # block and the head run on exactly those slots, in row-major order like ``masked``.
                 slots = masked.nonzero()[:, 1].view(b, -1)
                 features = model.token_features(tokens, visible, rows, slots=slots)
-                features = features.reshape(-1, features.shape[-1])
-            logits = model.head(features).float()  # (masked positions of all rows, S)
-            uniform = noise.uniform(n)  # one per position, drawn for every position: streams stay aligned
-            picked = sample_categorical(logits, temp, uniform[masked])
+                logits = model.head(features.reshape(-1, features.shape[-1])).float()  # (masked positions, S)
+                picked = sample_categorical(logits, temp, uniform[masked])
+                chosen = logits.gather(-1, picked[:, None])[:, 0]
             candidate = tokens.masked_scatter(masked, picked)
             score = torch.full((b, n), float("inf"), device=dev)
-            score = score.masked_scatter(masked, logits.gather(-1, picked[:, None])[:, 0])
+            score = score.masked_scatter(masked, chosen)
             noisy = noise.gumbel(n, scale=temp)
             confidence = score if noisy is None else noisy.add_(score)
             order = confidence.argsort(dim=1, descending=True, stable=True)
@@ -208,14 +207,42 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
     return tokens, trace
 
 
+def _sample_shared_first_step(model: Mega, cond: CondEncoding, repeats: int, temperature: float,
+                              uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 1 of ``repeats`` all-masked rows per item: (picked tokens, their raw logits), both flat in the
+    row-major order of the (B, N) masked positions, B = items * repeats.
+
+    All rows of an item see the same input, so the model, the token head and the softmax CDF run once per
+    item (items x N rows instead of B x N); each row then draws its own index from that CDF with its own
+    uniforms (``uniform``, (B, N)), exactly as it would from a copy of the CDF.
+    """
+    items, n = cond.batch, model.config.seq_len
+    first = torch.zeros(items, n, dtype=torch.bool, device=uniform.device)
+    features = model.token_features(first.long(), first, cond)
+    logits = model.head(features.reshape(items * n, -1)).float()  # (items * N, S)
+    per_slot = uniform.view(items, repeats, n).transpose(1, 2).reshape(items * n, repeats)
+    picked = sample_categorical(logits, temperature, per_slot)  # (items * N, repeats)
+    chosen = logits.gather(-1, picked)
+
+    def row_major(x: torch.Tensor) -> torch.Tensor:  # (items * N, repeats) -> flat (item, repeat, slot)
+        return x.view(items, n, repeats).transpose(1, 2).reshape(-1)
+
+    return row_major(picked), row_major(chosen)
+
+
 def sample_categorical(logits: torch.Tensor, temperature: float, uniform: torch.Tensor) -> torch.Tensor:
-    """One index per row of ``logits`` (K, S) from softmax(logits / temperature), by inverse CDF with the
-    given uniforms (K,); temperature 0 is the argmax. Same distribution as the Gumbel-max trick."""
+    """Indices from softmax(logits / temperature) for the rows of ``logits`` (K, S), by inverse CDF with the
+    given uniforms: (K,) gives one index per row, (K, M) gives M independent indices per row from the same
+    CDF (computed once). Temperature 0 is the argmax. Same distribution as the Gumbel-max trick."""
+    draws = uniform if uniform.ndim == 2 else uniform[:, None]
     if temperature <= 0:
-        return logits.argmax(dim=-1)
-    cdf = torch.softmax(logits / temperature, dim=-1).cumsum_(dim=-1)
-    target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]  # scaled by the total: round-off safe
-    return torch.searchsorted(cdf, target, right=True).clamp_(max=logits.shape[-1] - 1)[:, 0]
+        picked = logits.argmax(dim=-1, keepdim=True).expand(-1, draws.shape[1])
+    else:
+        cdf = torch.softmax(logits / temperature, dim=-1).cumsum_(dim=-1)
+        # scaled by the total (round-off safe); contiguous, as searchsorted wants (the total is a strided column)
+        target = (draws.to(cdf.dtype) * cdf[:, -1:]).contiguous()
+        picked = torch.searchsorted(cdf, target, right=True).clamp_(max=logits.shape[-1] - 1)
+    return picked if uniform.ndim == 2 else picked[:, 0]
 
 
 def _repeat(x: torch.Tensor | None, q: int) -> torch.Tensor | None:

@@ -37,6 +37,27 @@ def test_more_samples_help_and_spread_is_informative(evaluation):
     assert evaluation["sd_error_spearman"] > 0.0  # higher spread where the error is higher
 
 
+def test_detection_breakdown_partitions_the_people(evaluation):
+    """The all-detected / some-missing split covers everyone once and averages back to the overall figure."""
+    parts = evaluation["by_detection"]
+    counts = [p["count"] for p in parts.values()]
+    assert sum(counts) == evaluation["count"] and min(counts) > 0
+    weighted = sum(p["count"] * p["deterministic_pa_mpjpe"] for p in parts.values()) / evaluation["count"]
+    assert weighted == pytest.approx(evaluation["deterministic"]["pa_mpjpe"], rel=1e-4)
+
+
+def test_detection_breakdown_groups_by_missing_keypoints():
+    from training.evaluate import detection_breakdown
+
+    keypoints = torch.ones(4, 17, 3)
+    keypoints[1, 3, 2] = 0.0  # one keypoint missing (confidence 0)
+    keypoints[3, :, 2] = 0.0
+    det = torch.tensor([10.0, 20.0, 30.0, 40.0])
+    out = detection_breakdown(keypoints, det, det / 2, 25)
+    assert out["all_17_detected"] == {"count": 2, "deterministic_pa_mpjpe": 20.0, "min_of_25_pa_mpjpe": 10.0}
+    assert out["some_missing"] == {"count": 2, "deterministic_pa_mpjpe": 30.0, "min_of_25_pa_mpjpe": 15.0}
+
+
 def test_unconditional_samples_are_diverse(evaluation):
     assert evaluation["unconditional_apd_cm"] > 5.0
 

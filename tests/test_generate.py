@@ -137,3 +137,15 @@ def test_sample_categorical_follows_softmax_and_argmax_at_zero() -> None:
     assert torch.equal(generate.sample_categorical(logits[:3], 0.0, u[:3]), torch.zeros(3, dtype=torch.long))
     edge = generate.sample_categorical(logits[:2], 1.0, torch.tensor([0.0, 1.0 - 1e-7]))
     assert edge.tolist()[0] == 0 and 0 <= edge.tolist()[1] < 4  # never the ~zero-probability entry
+
+
+def test_sample_categorical_many_draws_per_row_match_single_draws() -> None:
+    """(K, M) uniforms: M indices per row from one shared CDF, each column as a (K,) call with its uniforms."""
+    logits = torch.randn(6, 512, generator=_gen(1))
+    u = torch.rand(6, 4, generator=_gen(2))
+    for temp in (0.0, 0.7, 1.0):
+        many = generate.sample_categorical(logits, temp, u)
+        assert many.shape == (6, 4)
+        for m in range(4):
+            assert torch.equal(many[:, m], generate.sample_categorical(logits, temp, u[:, m].contiguous()))
+
