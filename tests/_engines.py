@@ -19,26 +19,34 @@ def trained_model_available() -> bool:
     return (default_model_dir() / "model.safetensors").exists()
 
 
-@functools.lru_cache(maxsize=1)
-def tiny_engine():
-    """A keypoint-conditioned ``test_tiny`` MEGA over the shipped tokenizer (else a tiny random one)."""
+def build_tiny_engine(seed: int = 0, unconditional: bool = False):
+    """A keypoint-conditioned ``test_tiny`` MEGA with random weights from ``seed`` (the global RNG is left as it
+    was) over the shipped tokenizer, else a tiny random one; ``unconditional`` adds a ``test_tiny`` model
+    without conditioning for random-human generation. Built in well under a second."""
     from megaviewer.body.assets import BodyAssets
     from megaviewer.engine import Engine
     from megaviewer.model.mega import Mega
     from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         if (tokenizer_dir() / "model.safetensors").exists():
             tokenizer = MeshVQVAE.from_pretrained()
         else:
             from training.tokenizer import build_tokenizer
 
             tokenizer = build_tokenizer(TokenizerConfig(channels=[4, 4, 4]))
-        model = Mega.from_preset("test_tiny", vocab=int(tokenizer.config.num_codes),
-                                 seq_len=int(tokenizer.num_tokens))
+        sizes = {"vocab": int(tokenizer.config.num_codes), "seq_len": int(tokenizer.num_tokens)}
+        model = Mega.from_preset("test_tiny", **sizes)
+        uncond = Mega.from_preset("test_tiny", conditioning={"kinds": ()}, **sizes) if unconditional else None
     return Engine(model, tokenizer, BodyAssets.load(tokenizer.config.body).coco_regressor, device="cpu",
-                  name="test_tiny")
+                  name="test_tiny", unconditional_model=uncond)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_engine():
+    """One shared :func:`build_tiny_engine` (seed 0) for the tests that only read from it."""
+    return build_tiny_engine()
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,8 @@
 """Small things the GUI tests (and ``scripts/make_screenshots.py``) build in code.
 
-- :func:`tiny_engine`: a random-weight ``test_tiny`` MEGA + tokenizer + the shipped body assets. Random
-  weights still give different meshes per step and per sample, which is what pixel tests need.
+- :func:`tiny_engine` (:func:`tests._engines.build_tiny_engine`): a random-weight ``test_tiny`` MEGA +
+  tokenizer + the shipped body assets. Random weights still give different meshes per step and per sample,
+  which is what pixel tests need.
 - :class:`StubDetector`: people at fixed places, so tests of picking and live video do not depend on
   MediaPipe's judgement of synthetic frames (one real-detector test covers the real path).
 - :func:`write_video`: an MJPG ``.avi`` (decodable by every OpenCV build) standing in for a webcam.
@@ -12,7 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from tests._engines import build_tiny_engine as tiny_engine
+
+__all__ = ["StubDetector", "person_keypoints", "stub_factory", "tiny_engine", "write_video"]
 
 # A standing person facing the camera, COCO-17 order, in units of the person's height (x right, y down).
 _STANDING = np.array([
@@ -20,27 +24,6 @@ _STANDING = np.array([
     [-0.12, 0.18], [0.12, 0.18], [-0.16, 0.34], [0.16, 0.34], [-0.17, 0.48], [0.17, 0.48],  # arms
     [-0.08, 0.52], [0.08, 0.52], [-0.09, 0.74], [0.09, 0.74], [-0.09, 0.96], [0.09, 0.96],  # legs
 ])
-
-
-def tiny_engine(seed: int = 0, unconditional: bool = False):
-    """Random-weight engine on the CPU (built in well under a second)."""
-    from megaviewer.body.assets import BodyAssets
-    from megaviewer.engine import Engine
-    from megaviewer.model.mega import Mega
-    from megaviewer.paths import tokenizer_dir
-    from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
-
-    torch.manual_seed(seed)
-    model = Mega.from_preset("test_tiny")
-    if (tokenizer_dir() / "model.safetensors").exists():
-        tokenizer = MeshVQVAE.from_pretrained()
-    else:
-        from training.tokenizer import build_tokenizer
-
-        tokenizer = build_tokenizer(TokenizerConfig(channels=[4, 4, 4]))
-    uncond = Mega.from_preset("test_tiny", conditioning={"kinds": ()}) if unconditional else None
-    return Engine(model, tokenizer, BodyAssets.load().coco_regressor, device="cpu", name="test_tiny",
-                  unconditional_model=uncond)
 
 
 def person_keypoints(centre_x: float, top: float, height: float) -> np.ndarray:

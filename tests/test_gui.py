@@ -294,6 +294,9 @@ def test_settings_recent_files_and_drop(make_window, engine, astronaut_bgr, tmp_
     window.resize(1100, 720)
     window.close()
 
+    plotter = window.viewport.plotter  # closing let go of the GL context wrappers (see close_plotter)
+    assert getattr(plotter, "_ctx", None) is None and getattr(plotter, "_surface", None) is None
+
     again = make_window(engine, settings_path=ini, size=(800, 600))
     again.resize(again.size())  # no-op: the restored geometry must win over nothing
     assert again.controls.settings() == expected and again.session.settings == expected

@@ -301,3 +301,21 @@ def test_trained_model_reprojects_onto_detected_keypoints(photo, detector, reque
     assert err.mean() < 0.10 * det.box_side, f"mean reprojection error {err.mean():.1f} px, box {det.box_side:.0f}"
     fit = res.camera_fit
     assert fit is not None and bool(fit.fitted[0]) and fit.error_after[0] < fit.error_before[0]
+
+
+def test_sources_refuse_reads_before_open_and_after_close(tmp_path):
+    """Every source says clearly that it was read while closed, before opening and after closing."""
+    from tests._gui_helpers import write_video
+
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((40, 30, 3), 128, np.uint8))
+    video = write_video(tmp_path / "clip.avi", frames=3)
+    for source in (ImageSource(photo), VideoSource(video), WebcamSource(99)):
+        with pytest.raises(SourceError, match="read\\(\\) before open\\(\\)"):
+            source.read()
+    for source in (ImageSource(photo), VideoSource(video)):
+        source.open()
+        assert source.read() is not None
+        source.close()
+        with pytest.raises(SourceError, match="read\\(\\) before open\\(\\)"):
+            source.read()

@@ -213,4 +213,15 @@ class MeshViewport(QWidget):
         return self.plotter.screenshot(path, return_img=True)
 
     def close_plotter(self) -> None:
+        """Close the VTK plotter and drop pyvistaqt's handles on the widget's Qt GL context and surface.
+
+        Why the second step: the plotter's Python object can outlive the window (signal connections keep it),
+        and with it pyvistaqt's wrappers of the C++-owned context and offscreen surface. When Qt deletes the
+        window those wrappers dangle, and shiboken may hand one back for a new Qt object built at the same
+        address: a test once got a ``QOffscreenSurface`` from ``QScrollArea.verticalScrollBar()``. After
+        ``close`` the render window is gone, so forgetting the context skips no GL clean-up.
+        """
         self.plotter.close()
+        forget = getattr(self.plotter, "_forget_context", None)  # pyvistaqt >= 0.12; absent elsewhere
+        if callable(forget):
+            forget()

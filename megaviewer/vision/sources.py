@@ -52,6 +52,11 @@ class FrameSource:
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
 
+    def _require_open(self, handle: object = True) -> None:
+        """Refuse ``read`` before ``open`` (or after ``close``, when the subclass's ``handle`` is gone)."""
+        if not self._opened or handle is None:
+            raise SourceError(f"{self.name}: read() before open()")
+
     def close(self) -> None:
         self._opened = False
 
@@ -98,8 +103,7 @@ class ImageSource(FrameSource):
         return self
 
     def read(self) -> np.ndarray | None:
-        if not self._opened:
-            raise SourceError(f"{self.name}: read() before open()")
+        self._require_open()
         if self.frames_read > 0 or self._image is None:
             return None
         self.frames_read += 1
@@ -150,8 +154,7 @@ class VideoSource(FrameSource):
     def read(self) -> np.ndarray | None:
         import cv2
 
-        if not self._opened or self._cap is None:
-            raise SourceError(f"{self.name}: read() before open()")
+        self._require_open(self._cap)
         if self._pending is not None:
             frame, self._pending = self._pending, None
         else:
@@ -210,8 +213,7 @@ class WebcamSource(FrameSource):
         return self
 
     def read(self) -> np.ndarray | None:
-        if not self._opened or self._cap is None:
-            raise SourceError(f"{self.name}: read() before open()")
+        self._require_open(self._cap)
         for attempt in range(self.retries + 1):
             with _quiet_opencv():
                 ok, frame = self._cap.read()
