@@ -44,6 +44,10 @@ def test_detection_breakdown_partitions_the_people(evaluation):
     assert sum(counts) == evaluation["count"] and min(counts) > 0
     weighted = sum(p["count"] * p["deterministic_pa_mpjpe"] for p in parts.values()) / evaluation["count"]
     assert weighted == pytest.approx(evaluation["deterministic"]["pa_mpjpe"], rel=1e-4)
+    from training.evaluate import format_table
+
+    table = format_table(evaluation)
+    assert f"all 17 detected ({parts['all_17_detected']['count']} people)" in table and "min-of-5" in table
 
 
 def test_detection_breakdown_groups_by_missing_keypoints():
