@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     from megaviewer.paths import tokenizer_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.observations import ObservationConfig, synthesize
-    from training.evaluate import build_eval_set
+    from training.evaluate import all_keypoints_detected, build_eval_set
     from training.mega_pretrain import prepare_pool
 
     if args.threads:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     generator = torch.Generator().manual_seed(0)
     observation = ObservationConfig()
 
-    complete = (data.keypoints[..., 2] > 0).all(dim=1)  # people with all 17 keypoints detected
+    complete = all_keypoints_detected(data.keypoints)
 
     @torch.no_grad()
     def score() -> dict[str, float]:

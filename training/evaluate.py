@@ -135,6 +135,11 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
     return result
 
 
+def all_keypoints_detected(keypoints: torch.Tensor) -> torch.Tensor:
+    """(B, 17, 3) observations -> (B,) bool: every keypoint was detected (a missing one has confidence 0)."""
+    return (keypoints[..., 2] > 0).all(dim=-1)
+
+
 def detection_breakdown(keypoints: torch.Tensor, deterministic_pa: torch.Tensor, min_q_pa: torch.Tensor,
                         q: int) -> dict[str, dict[str, float | int]]:
     """PA-MPJPE (mm) of the people whose 17 keypoints were all detected vs those with some missing.
@@ -143,7 +148,7 @@ def detection_breakdown(keypoints: torch.Tensor, deterministic_pa: torch.Tensor,
     how much of the error is the information the detector never gave (the same split is recorded for the
     MLP lifting reference in ``scripts/lifting_baseline.py``).
     """
-    complete = (keypoints[..., 2] > 0).all(dim=1)
+    complete = all_keypoints_detected(keypoints)
     out: dict[str, dict[str, float | int]] = {}
     for name, rows in (("all_17_detected", complete), ("some_missing", ~complete)):
         count = int(rows.sum())
