@@ -21,10 +21,33 @@ if [ -n "$missing" ]; then
 fi
 
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+pip_install() { .venv/bin/python -m pip install -q --no-cache-dir "$@"; }
+pip_install --upgrade pip
+
+# PyTorch first, so that the project's requirements find it satisfied. Without an NVIDIA GPU a CPU build
+# does everything and is ~5 GB smaller than PyPI's default CUDA build (a full disk once failed CI here).
+# In order: the CPU wheel pip's find-links offer (this workplace keeps torch 2.13.0+cpu on disk, beside
+# which PyPI's torchvision 0.28.0 imports via megaviewer/model/timm_import.py), PyTorch's CPU index, and
+# last PyPI's default build. MEGAVIEWER_TORCH=cuda skips all this; =cpu forces it with a GPU present.
+torch_build="${MEGAVIEWER_TORCH:-auto}"
+if [ "$torch_build" = auto ]; then
+  torch_build=cpu
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && torch_build=cuda
+fi
+if [ "$torch_build" = cpu ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  if pip_install "torch==2.13.0+cpu" "torchvision==0.28.0" 2>/dev/null; then
+    echo "installed torch 2.13.0+cpu"
+  elif pip_install --timeout 20 --retries 1 --index-url https://download.pytorch.org/whl/cpu torch torchvision \
+      2>/dev/null; then
+    echo "installed torch from PyTorch's CPU index"
+  else
+    echo "no CPU build of torch reachable: installing PyPI's default build"
+  fi
+fi
+
 extras=""
 [ "$want_test" = 1 ] && extras="[test]"
-.venv/bin/python -m pip install -q -e ".${extras}"
+pip_install -e ".${extras}"
 
 # Anny builds its model cache on first use (~2 min, ~2 GB RAM); do it once here, keep only what it reloads.
 export ANNY_CACHE_DIR="${ANNY_CACHE_DIR:-$PWD/.anny_cache}"

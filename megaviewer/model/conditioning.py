@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from megaviewer.model.config import ConditioningConfig
+from megaviewer.model.timm_import import import_timm
 from megaviewer.model.transformer import sinusoidal_encoding, trunc_normal_
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,8 +62,7 @@ def _create_backbone(name: str, image_size: tuple[int, int]) -> nn.Module:
     ViT-like models need the input size at construction (position embeddings); CNNs reject the
     ``img_size`` argument, so we try with it first and fall back without it.
     """
-    import timm
-
+    timm = import_timm()
     try:
         return timm.create_model(name, pretrained=False, features_only=False, num_classes=0,
                                  img_size=image_size)
