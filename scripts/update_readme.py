@@ -233,7 +233,7 @@ def bench_section(b: dict | None) -> str:
            f"started {', '.join(f'{x:.1f}' for x in env.get('load_average', [])[:3])}.\n",
            "| target | measured | target value | met |", "|---|---|---|---|"]
     for check in b.get("checks", {}).values():
-        out.append(f"| {check['what']} | {check['value']:.1f} | {'≤' if check['better'] == 'lower' else '≥'} "
+        out.append(f"| {check['what']} | {check['value']:.3g} | {'≤' if check['better'] == 'lower' else '≥'} "
                    f"{check['target']:g} | {'yes' if check['met'] else '**no**'} |")
     if b.get("note"):
         out += ["", b["note"]]
