@@ -37,8 +37,8 @@ fi
 if [ "$torch_build" = cpu ] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   if pip_install "torch==2.13.0+cpu" "torchvision==0.28.0" 2>/dev/null; then
     echo "installed torch 2.13.0+cpu"
-  elif pip_install --timeout 20 --retries 1 --index-url https://download.pytorch.org/whl/cpu torch torchvision \
-      2>/dev/null; then
+  elif pip_install --timeout 20 --retries 1 --index-url https://download.pytorch.org/whl/cpu \
+      "torch>=2.4,<=2.14.1" "torchvision>=0.19,<=0.29.1" 2>/dev/null; then  # pyproject.toml's bounds
     echo "installed torch from PyTorch's CPU index"
   else
     echo "no CPU build of torch reachable: installing PyPI's default build"
