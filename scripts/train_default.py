@@ -21,7 +21,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_default_tokenizer import BATCH as TOKENIZER_BATCH  # noqa: E402
 from train_default_tokenizer import RECIPES as TOKENIZER_RECIPES  # noqa: E402
 from train_default_tokenizer import SHIPPED_RECIPE as SHIPPED_TOKENIZER_RECIPE  # noqa: E402
 from train_default_tokenizer import STEPS as TOKENIZER_STEPS  # noqa: E402
@@ -78,8 +77,7 @@ def main() -> None:
         tok_cfg = shipped_recipe(str(runs / "tokenizer"), threads=args.threads, recipe=args.tokenizer_recipe)
         final = train_tokenizer(tok_cfg)
         times["tokenizer_min"] = (time.perf_counter() - start) / 60
-        install_tokenizer(final, 1024, times["tokenizer_min"], TOKENIZER_STEPS, TOKENIZER_BATCH,
-                          copy=not args.no_install, lr=tok_cfg.lr)
+        install_tokenizer(final, 1024, times["tokenizer_min"], tok_cfg, copy=not args.no_install)
         tokenizer_folder = tokenizer_dir() if not args.no_install else final
     else:
         tokenizer_folder = tokenizer_dir()

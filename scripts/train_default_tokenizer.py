@@ -72,18 +72,19 @@ def main() -> None:
     start = time.perf_counter()
     final = train_tokenizer(cfg)
     train_minutes = (time.perf_counter() - start) / 60
-    install(final, args.eval_count, train_minutes, args.steps, args.batch_size, not args.no_install, cfg.lr)
+    install(final, args.eval_count, train_minutes, cfg, not args.no_install)
 
 
-def install(final: Path, eval_count: int, train_minutes: float | None, steps: int, batch: int,
-            copy: bool, lr: float | None = None) -> dict:
-    """Evaluate a trained tokenizer and (optionally) install it as the shipped one."""
+def install(final: Path, eval_count: int, train_minutes: float | None, cfg: TokenizerTrainConfig,
+            copy: bool) -> dict:
+    """Evaluate a trained tokenizer and (optionally) install it as the shipped one; the recorded steps, batch
+    and learning rate are those of ``cfg``, the configuration it was trained with."""
     model = MeshVQVAE.from_pretrained(final)
     result = evaluate_tokenizer(model, SyntheticMeshes(), eval_count)
     result.update({
         "tokenizer_id": tokenizer_fingerprint(model),
         "pve_target_mm": PVE_TARGET_MM,
-        "train_steps": steps, "batch_size": batch, "lr": lr,
+        "train_steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
         "residual_scale": model.config.residual_scale,
         "train_minutes_this_run": train_minutes,
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
