@@ -12,15 +12,17 @@ cheap row-wise index_add, about twice as fast on a CPU as the batch-major layout
 Inference (no autograd) takes another route, :meth:`VcConv.infer`: the per-vertex kernels are
 materialised once and cached (the original's "test mode"), features are CHANNEL-major, (V, C, B), so the
 gathered neighbourhoods are already the (M·C_in, B) right-hand side of one small matmul per output vertex:
-no permutes, no basis matmul, and for the thin last layer (16 -> 3 channels) four times fewer
-multiply-adds. A Q=16 decode is several times faster on a CPU; outputs agree to float round-off. For a
-batch of one or two meshes reading the materialised kernels costs more than it saves, so
-``MeshVQVAE`` keeps the basis route there (``KERNEL_ROUTE_MIN_BATCH`` in ``model.py``).
+no permutes, no basis matmul. Layers that keep or shrink the channels (64 -> 32, 32 -> 16, 16 -> 3) do
+better the other way round on a CPU: the basis is applied to every input vertex first and one sparse
+matrix of the coefficients mixes the results (:meth:`VcConv._mix_weights`), so neither kernels nor
+gathered neighbourhoods are written. A Q=16 decode is several times faster on a CPU than the trainable
+route (2.0 vs 3.0 ms for a single mesh); outputs agree to float round-off.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -91,8 +93,10 @@ class VcConv(nn.Module):
         return parameters_key(self.parameters())
 
     def _inference_weights(self) -> dict[str, torch.Tensor]:
-        """Kernels (O, C_out, M·C_in), normalised pool weights (O, 1, M) and the channel projection, computed
-        from the parameters once and reused until a parameter changes (optimiser step, load, ``.to``)."""
+        """The conv as per-vertex kernels (O, C_out, M·C_in) -- or, for a shrinking layer on the CPU, as a
+        basis plus a sparse neighbour-mixing matrix (:meth:`_mix_weights`) -- with normalised pool weights
+        (O, 1, M) and the channel projection, computed from the parameters once and reused until a
+        parameter changes (optimiser step, load, ``.to``)."""
         key = self._cache_key()
         cached = getattr(self, "_infer_cache", None)
         if cached is not None and cached[0] == key:
@@ -100,12 +104,14 @@ class VcConv(nn.Module):
         weights: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             if self.residual_rate < 1.0:
-                coeffs = self.coeffs * self.mask[..., None]
-                basis = self.basis.view(-1, self.out_channels, self.in_channels)
-                kernel = torch.einsum("omw,wki->okmi", coeffs, basis)
-                weights["kernel"] = kernel.reshape(self.num_out, self.out_channels, -1).contiguous()
                 weights["bias"] = self.bias.view(1, -1, 1).clone()
-                weights.update(self._scatter_weights(kernel))
+                if self._mixes_sparsely():
+                    weights.update(self._mix_weights())
+                else:
+                    coeffs = self.coeffs * self.mask[..., None]
+                    basis = self.basis.view(-1, self.out_channels, self.in_channels)
+                    kernel = torch.einsum("omw,wki->okmi", coeffs, basis)
+                    weights["kernel"] = kernel.reshape(self.num_out, self.out_channels, -1).contiguous()
             if self.residual_rate > 0.0:
                 if self.in_channels != self.out_channels:
                     weights["res_proj"] = self.res_proj.clone()
@@ -115,45 +121,44 @@ class VcConv(nn.Module):
         self._infer_cache = (key, weights)
         return weights
 
-    def _scatter_weights(self, kernel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The same conv regrouped by INPUT vertex, for layers that shrink the channels (e.g. 16 -> 3).
+    def _mixes_sparsely(self) -> bool:
+        """Whether :meth:`_mix_weights`' route serves this layer: float32/64 on the CPU (sparse CSR products
+        there; half precision is not supported) and C_out <= C_in, where applying the basis first leaves
+        less to mix. Measured here, batch 16 (2 threads), kernel route -> this one: 64 -> 32 channels on 128
+        vertices 2.25 -> 1.02 ms, 32 -> 16 on 400 3.64 -> 1.61 ms, 16 -> 3 on 1229 0.66 -> 0.53 ms; but
+        9 -> 64 on 54 vertices 0.27 -> 0.51 ms, so growing layers keep the kernels."""
+        return (self.basis.device.type == "cpu" and self.basis.dtype in (torch.float32, torch.float64)
+                and self.out_channels <= self.in_channels)
 
-        The gather route copies every neighbour's C_in features (M·C_in per output vertex) before its
-        matmul; here each input vertex u first multiplies its features by the kernels of all P output slots
-        that read it, (P·C_out, C_in) @ (C_in, B), and each output vertex then sums its M precomputed
-        C_out-channel contributions. Same products and sums, less memory moved when C_out is well below
-        C_in. Measured here for a batch of 16 (2 threads): 16 -> 3 channels 1.21 -> 0.68 ms, 64 -> 9
-        0.34 -> 0.27 ms, but 64 -> 32 1.92 -> 1.86 and 32 -> 16 2.18 -> 2.56 ms (the extra pass eats the
-        saving). So it is used only where the gathered contributions are at least 4x smaller than the
-        gathered inputs (4·P·C_out <= M·C_in); otherwise this returns {}.
+    def _mix_weights(self) -> dict[str, torch.Tensor]:
+        """The conv as basis first, then a sparse mix: out[o] = sum over neighbours m and basis matrices w of
+        coeffs[o, m, w] * (basis_w @ x[index[o, m]]).
 
-        ``kernel_t`` (N_in, P·C_out, C_in), padded slots zero; ``scatter_pos`` (N_out, M) index into the
-        flattened (N_in·P) contributions, padded neighbours pointing at an appended zero row.
+        ``basis_rows`` (W·C_out, C_in) applied to every input vertex gives (N_in, W·C_out, B), i.e. N_in·W rows
+        of C_out·B numbers; ``mix`` is the CSR matrix (N_out, N_in·W) of the coefficients (padded neighbours
+        dropped) that sums those rows into the output. Unlike the kernel route, nothing of size
+        O·M·C_in·B (the gathered neighbourhoods) or O·C_out·M·C_in (the kernels) is ever written: for the
+        400-vertex 32 -> 16 layer those are 11.5 MB each at batch 16.
         """
-        index, valid = self.index, self.mask > 0
-        max_nb = index.shape[1]
-        flat = torch.where(valid, index, self.num_in).reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        first = torch.searchsorted(flat[order], flat[order])  # start of each input vertex's run
-        slot = torch.empty_like(flat)
-        slot[order] = torch.arange(flat.numel(), device=flat.device) - first
-        slot = slot.view(self.num_out, max_nb)
-        slots = int(slot[valid].max()) + 1 if bool(valid.any()) else 1
-        if 4 * slots * self.out_channels > max_nb * self.in_channels:
-            return {}
-        per_slot = kernel.permute(0, 2, 1, 3)  # (O, M, C_out, C_in)
-        kernel_t = kernel.new_zeros(self.num_in, slots, self.out_channels, self.in_channels)
-        kernel_t[index[valid], slot[valid]] = per_slot[valid]
-        pos = torch.where(valid, index * slots + slot, self.num_in * slots)
-        return {"kernel_t": kernel_t.view(self.num_in, slots * self.out_channels, self.in_channels),
-                "scatter_pos": pos.contiguous()}
+        weight_num = self.basis.shape[0]
+        num_out, max_nb = self.index.shape
+        valid = (self.mask > 0)[..., None].expand(num_out, max_nb, weight_num)
+        rows = torch.arange(num_out, device=self.index.device)[:, None, None].expand_as(valid)
+        cols = self.index[..., None] * weight_num + torch.arange(weight_num, device=self.index.device)
+        coeffs = self.coeffs * self.mask[..., None]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
+            warnings.simplefilter("ignore", UserWarning)
+            mix = torch.sparse_coo_tensor(torch.stack([rows[valid], cols[valid]]), coeffs[valid],
+                                          (num_out, self.num_in * weight_num)).coalesce().to_sparse_csr()
+        basis = self.basis.view(weight_num, self.out_channels, self.in_channels)
+        return {"basis_rows": basis.reshape(-1, self.in_channels).contiguous(), "mix": mix}
 
-    def _conv_scatter(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Channel-major (N_in, C_in, B) -> conv output (N_out, C_out, B) without bias, input-vertex first."""
-        batch, pos = x.shape[-1], weights["scatter_pos"]
-        contrib = torch.bmm(weights["kernel_t"].to(x.dtype), x).view(-1, self.out_channels * batch)
-        picked = torch.index_select(F.pad(contrib, (0, 0, 0, 1)), 0, pos.reshape(-1))
-        return picked.view(*pos.shape, self.out_channels, batch).sum(dim=1)
+    def _conv_mix(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Channel-major (N_in, C_in, B) -> conv output (N_out, C_out, B) without bias (:meth:`_mix_weights`)."""
+        batch = x.shape[-1]
+        per_basis = torch.matmul(weights["basis_rows"].to(x.dtype), x)  # (N_in, W·C_out, B)
+        mixed = weights["mix"] @ per_basis.view(-1, self.out_channels * batch)
+        return mixed.view(self.num_out, self.out_channels, batch)
 
     def _gather_channel_major(self, x: torch.Tensor) -> torch.Tensor:
         """(N_in, C, B) -> (N_out, M·C, B), padding slots read an appended zero row."""
@@ -167,8 +172,8 @@ class VcConv(nn.Module):
         r = self.residual_rate
         out = None
         if r < 1.0:
-            if "kernel_t" in weights:
-                conv = self._conv_scatter(weights, x)
+            if "mix" in weights:
+                conv = self._conv_mix(weights, x)
             else:
                 conv = torch.bmm(weights["kernel"].to(x.dtype), self._gather_channel_major(x))
             conv = conv + weights["bias"].to(x.dtype)

@@ -23,9 +23,6 @@ from megaviewer.tokenizer.layers import VcConv
 from megaviewer.tokenizer.quantizer import EMAQuantizer, QuantizerOutput
 
 KIND = "mesh_vqvae"
-KERNEL_ROUTE_MIN_BATCH = 6
-"""Inference batches at least this large take the cached-kernel route (``VcConv.infer``): several times
-faster for Q = 16; smaller ones the basis route, which reads far less memory (measured on a 2-core CPU)."""
 
 
 @dataclass
@@ -115,9 +112,10 @@ class MeshVQVAE(nn.Module):
     @staticmethod
     def _run(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         """(B, V, C) through ``layers``. With autograd off (inference, frozen use in training) the layers'
-        cached-kernel channel-major route runs (``VcConv.infer``) for batches of at least
-        ``KERNEL_ROUTE_MIN_BATCH``; otherwise the trainable route."""
-        if torch.is_grad_enabled() or x.shape[0] < KERNEL_ROUTE_MIN_BATCH:
+        cached channel-major route runs (``VcConv.infer``), otherwise the trainable route. The cached route
+        is the faster at every batch size on a 2-core CPU, measured interleaved, 200 decodes each: 2.0 vs
+        3.0 ms for one mesh, 3.8 vs 5.4 ms for 4, 4.0 vs 8.0 ms for 6."""
+        if torch.is_grad_enabled():
             return layers(x.transpose(0, 1)).transpose(0, 1)
         h = x.permute(1, 2, 0)
         for layer in layers:
