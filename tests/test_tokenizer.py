@@ -119,6 +119,8 @@ def test_tiny_tokenizer_batch_agnostic_and_half(hierarchy):
 def test_inference_route_matches_training_route(hierarchy):
     """Autograd off, any batch takes the cached channel-major route (``VcConv.infer``); it must
     give the trainable route's numbers, and a parameter change must refresh its cached kernels."""
+    from megaviewer.tokenizer.layers import BATCHED_BASIS_MIN_BATCH
+
     torch.manual_seed(1)
     model = MeshVQVAE(TokenizerConfig(channels=[16, 8, 8]), hierarchy).eval()
     for layer in model.modules():  # exercise every branch: mixed conv + residual with a channel change
@@ -127,7 +129,7 @@ def test_inference_route_matches_training_route(hierarchy):
             if layer.in_channels != layer.out_channels:
                 layer.res_proj = torch.nn.Parameter(torch.randn(layer.out_channels, layer.in_channels) / 4)
             break
-    verts = torch.randn(8, 1229, 3) * 0.3
+    verts = torch.randn(BATCHED_BASIS_MIN_BATCH + 1, 1229, 3) * 0.3  # the batched-basis branch
     with torch.no_grad():
         fast_lat, fast_out = model.encode_latents(verts), model.decode_latents(model.encode_latents(verts))
     with torch.enable_grad():
@@ -135,8 +137,10 @@ def test_inference_route_matches_training_route(hierarchy):
         slow_out = model.decode_latents(slow_lat)
     torch.testing.assert_close(fast_lat, slow_lat.detach(), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(fast_out, slow_out.detach(), atol=1e-5, rtol=1e-4)
-    with torch.no_grad():  # a single mesh (deterministic mode, the live loop) takes the same route
-        torch.testing.assert_close(model.decode_latents(fast_lat[:1]), slow_out[:1].detach(), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # one mesh (deterministic mode, the live loop) and a few: the one-matmul branch
+        for few in (1, 4):
+            torch.testing.assert_close(model.decode_latents(fast_lat[:few]), slow_out[:few].detach(), atol=1e-5,
+                                       rtol=1e-4)
     # the last layer shrinks 16 -> 3 channels: basis first, then the sparse mix; 3 -> 16 keeps the kernels
     assert "mix" in model.decoder[-1]._inference_weights() and "kernel" not in model.decoder[-1]._inference_weights()
     assert "kernel" in model.encoder[0]._inference_weights() and "mix" not in model.encoder[0]._inference_weights()
