@@ -36,11 +36,11 @@ from megaviewer.model.mega import load_mega
 from megaviewer.paths import resources_dir, tokenizer_dir
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.pool import tokenizer_fingerprint
-from training.evaluate import build_eval_set, evaluate
+from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, evaluate
 from training.mega_conditioned import ConditionedConfig, train_conditioned
 from training.mega_pretrain import prepare_pool
 
-PRESET, BATCH, LR, POOL_SIZE, EVAL_COUNT = "cpu_fast", 64, 1e-3, 50_000, 512
+PRESET, BATCH, LR, POOL_SIZE = "cpu_fast", 64, 1e-3, 50_000
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def run_variant(variant: Variant, runs: Path, steps: int, threads: int, tokenize
     final = train_conditioned(cfg, tokenizer=tokenizer, pool=pool)
     train_min = (time.perf_counter() - start) / 60
     start = time.perf_counter()
-    data = build_eval_set(tokenizer, EVAL_COUNT)
+    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE)
     result = evaluate(load_mega(final), tokenizer, BodyAssets.load().coco_regressor, data, q_values=(1,))
     return {"label": variant.label, "masking": variant.masking, "pretrained": variant.pretrained,
             "steps": steps, "deterministic": result["deterministic"], "stochastic_q1": result["min_of_q"]["1"],
@@ -115,7 +115,8 @@ def main() -> None:
         d = rows[variant.key]["deterministic"]
         print(f"{variant.label}: PVE {d['pve']:.1f}  MPJPE {d['mpjpe']:.1f}  PA-MPJPE {d['pa_mpjpe']:.1f} mm",
               flush=True)
-        report = {"preset": PRESET, "batch_size": BATCH, "lr": LR, "eval_count": EVAL_COUNT, "pool_size": POOL_SIZE,
+        report = {"preset": PRESET, "batch_size": BATCH, "lr": LR, "eval_count": BENCHMARK_PEOPLE,
+                  "pool_size": POOL_SIZE,
                   "command": f"python scripts/ablation.py --steps {args.steps}", "rows": rows}
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(report, indent=2))

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     from megaviewer.paths import tokenizer_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.observations import ObservationConfig, synthesize
-    from training.evaluate import all_keypoints_detected, build_eval_set
+    from training.evaluate import BENCHMARK_PEOPLE, all_keypoints_detected, build_eval_set
     from training.mega_pretrain import prepare_pool
 
     if args.threads:
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir())
     pool = prepare_pool(args.pool, tokenizer, 50_000, 0)
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
-    data = build_eval_set(tokenizer, 512)
+    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE)
     truth = regressor @ data.vertices
 
     torch.manual_seed(0)
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         if step % 1000 == 0:
             curve.append({"step": step, "minutes": (time.perf_counter() - start) / 60, **score()})
             print(json.dumps(curve[-1]), flush=True)
-    result = {"what": "MLP lifter, keypoints -> 17 camera-frame COCO joints (no mesh), same held-out 512 people",
+    result = {"what": f"MLP lifter, keypoints -> 17 camera-frame COCO joints (no mesh), same held-out "
+                      f"{BENCHMARK_PEOPLE} people", "eval_count": BENCHMARK_PEOPLE,
               "command": "python scripts/lifting_baseline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "hidden": args.hidden, "depth": args.depth, "loss": args.loss, "schedule": args.schedule,
               "lr": args.lr, "parameters": sum(p.numel() for p in net.parameters()),

@@ -32,7 +32,7 @@ from megaviewer.io.atomic import atomic_write_text  # noqa: E402
 from megaviewer.model.mega import load_mega  # noqa: E402
 from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir  # noqa: E402
 from megaviewer.tokenizer.model import MeshVQVAE  # noqa: E402
-from training.evaluate import build_eval_set, evaluate, format_table  # noqa: E402
+from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, evaluate, format_table  # noqa: E402
 from training.mega_conditioned import ConditionedConfig, train_conditioned  # noqa: E402
 from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain  # noqa: E402
 from training.tokenizer import train_tokenizer  # noqa: E402
@@ -47,7 +47,6 @@ POOL_SIZE = 50_000
 # measured in session 3 on a slice of its steps.
 PRETRAIN_STEPS, TRAIN_STEPS, BATCH, LR = 1_500, 5_400, 64, 1e-3
 TRAIN_MASKING, REPROJECTION_ROWS = "cosine_full", 16
-EVAL_COUNT = 512
 
 
 def _copy_checkpoint(src: Path, dest: Path, extra: dict | None = None) -> None:
@@ -105,7 +104,7 @@ def main() -> None:
 
     start = time.perf_counter()
     regressor = BodyAssets.load().coco_regressor
-    data = build_eval_set(tokenizer, EVAL_COUNT)
+    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE)
     result = evaluate(load_mega(final), tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times

@@ -23,6 +23,7 @@ def _load(path: Path) -> dict | None:
 def tokenizer_section(tok: dict | None) -> str:
     if not tok:
         return "_No tokenizer metrics yet._\n"
+    codebook = round(tok["codes_used"] / tok["codes_used_fraction"])
     return (
         "### Tokenizer (shipped `resources/tokenizer`)\n\n"
         f"Held-out synthetic meshes ({tok['heldout_meshes']}, never seen in training), "
@@ -30,7 +31,7 @@ def tokenizer_section(tok: dict | None) -> str:
         "| PVE | PVE median | PVE p95 | MPJPE | PA-MPJPE | codes used | perplexity | encode+decode |\n"
         "|---|---|---|---|---|---|---|---|\n"
         f"| {tok['pve_mm']:.1f} mm | {tok['pve_median_mm']:.1f} mm | {tok['pve_p95_mm']:.1f} mm | "
-        f"{tok['mpjpe_mm']:.1f} mm | {tok['pa_mpjpe_mm']:.1f} mm | {tok['codes_used']}/512 | "
+        f"{tok['mpjpe_mm']:.1f} mm | {tok['pa_mpjpe_mm']:.1f} mm | {tok['codes_used']}/{codebook} | "
         f"{tok['perplexity']:.0f} | {tok['encode_decode_ms_per_mesh']:.1f} ms/mesh |\n\n"
         f"Target of the foundation issue: PVE ≤ {tok.get('pve_target_mm', 5.0):.0f} mm — "
         + ("**met**." if tok["pve_mm"] <= tok.get("pve_target_mm", 5.0) else "**not met**.")
@@ -135,20 +136,23 @@ def mega_section(m: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lifting_section(b: dict | None, long: dict | None = None) -> str:
+def lifting_section(b: dict | None, long: dict | None = None, benchmark_people: int | None = None) -> str:
     """The MLP lifters of ``scripts/lifting_baseline.py``: how much pose the benchmark's keypoints determine.
 
     ``b`` is the short reference run (constant lr, joint-distance loss); ``long`` the run trained on the
     metric itself until it flattened, with the error split by whether all 17 keypoints were detected.
+    ``benchmark_people``: the MEGA benchmark's held-out count, for reports written before the lifter recorded
+    its own ``eval_count`` (it always scores on that same set).
     """
     if not b:
         return ""
     f = b["final"]
+    people = b.get("eval_count", benchmark_people)
     text = ("### Reference: a direct keypoint lifter on the same benchmark (`python scripts/lifting_baseline.py`)\n\n"
             f"A plain MLP from the 17 observed keypoints straight to the 17 camera-frame COCO joints (no mesh, no "
             f"tokens), trained on the same synthetic observations for {b['minutes']:.1f} minutes on this CPU "
             f"({b['steps']:,} steps of batch {b['batch_size']}), reaches PA-MPJPE **{f['pa_mpjpe']:.1f} mm** "
-            f"(MPJPE {f['mpjpe']:.1f} mm, centred) on the same 512 held-out people (PA-MPJPE after "
+            f"(MPJPE {f['mpjpe']:.1f} mm, centred) on the same {people} held-out people (PA-MPJPE after "
             + ", ".join(f"{c['minutes']:.0f} min: {c['pa_mpjpe']:.0f}" for c in b["curve"][1::3])
             + "). The lifter is a reference for the pose part only; MEGA also recovers the mesh, its rotation "
             "and a distribution of hypotheses.\n")
@@ -162,7 +166,7 @@ def lifting_section(b: dict | None, long: dict | None = None) -> str:
                  f"of batch {long['batch_size']}), the lifter ends at PA-MPJPE **{g['pa_mpjpe']:.1f} mm**: "
                  f"{g['pa_mpjpe_all_17_detected']:.1f} mm for the {long['people_with_all_17_detected']} people whose "
                  f"17 keypoints were all detected and {g['pa_mpjpe_some_missing']:.1f} mm for the other "
-                 f"{512 - long['people_with_all_17_detected']} (curve: "
+                 f"{long.get('eval_count', people) - long['people_with_all_17_detected']} (curve: "
                  + ", ".join(f"{c['step'] // 1000}k steps {c['pa_mpjpe']:.1f}" for c in marks)
                  + "). That is the best point estimate of the pose we could train here from these keypoints; it "
                  "stays above the MEGA issue's 45 mm target on this benchmark.\n")
@@ -257,12 +261,13 @@ def bench_section(b: dict | None) -> str:
 def main() -> None:
     res = ROOT / "resources"
     tok = _load(res / "tokenizer" / "metrics.json")
+    mega = _load(res / "default" / "metrics.json")
     body = "\n".join(s for s in (
         tokenizer_section(tok),
         tokenizer_sweep_section(_load(res / "tokenizer" / "sweep.json"), tok),
-        mega_section(_load(res / "default" / "metrics.json")),
+        mega_section(mega),
         lifting_section(_load(res / "baselines" / "mlp_lifting.json"),
-                        _load(res / "baselines" / "mlp_lifting_long.json")),
+                        _load(res / "baselines" / "mlp_lifting_long.json"), (mega or {}).get("count")),
         ablation_section(_load(res / "ablation" / "ablation.json")),
         bench_section(_load(res / "bench" / "bench_cpu.json")),
     ) if s)

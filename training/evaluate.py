@@ -29,6 +29,7 @@ from training.data.observations import ObservationConfig, synthesize
 from training.data.pool import MeshPool
 
 EVAL_SEED = 9_100_001
+BENCHMARK_PEOPLE = 512  # held-out people of the shipped model's benchmark (train_default, ablation, lifter)
 Q_VALUES = (1, 5, 10, 25)
 
 
