@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -114,6 +116,9 @@ def test_tiny_tokenizer_batch_agnostic_and_half(hierarchy):
     half.load_state_dict(model.state_dict())
     half = half.half().eval()
     assert torch.allclose(half.decode(ids).float(), out, atol=2e-3)
+    with torch.no_grad():  # the inference route in half precision: cached kernels (no sparse half products)
+        assert torch.allclose(half.decode(ids).float(), out, atol=2e-3)
+    assert all("kernel" in layer._inference_weights() for layer in half.decoder if hasattr(layer, "coeffs"))
 
 
 def test_inference_route_matches_training_route(hierarchy):
@@ -141,6 +146,16 @@ def test_inference_route_matches_training_route(hierarchy):
         for few in (1, 4):
             torch.testing.assert_close(model.decode_latents(fast_lat[:few]), slow_out[:few].detach(), atol=1e-5,
                                        rtol=1e-4)
+    # a used model (its caches hold sparse CSR matrices) still deep-copies and pickles; the copy rebuilds them
+    assert pickle.loads(pickle.dumps(model.decoder[-1])).index.shape == model.decoder[-1].index.shape
+    # the cached-kernel route (GPU, half precision) for every layer gives the same numbers
+    kernels_only = copy.deepcopy(model)
+    for layer in kernels_only.modules():
+        if isinstance(layer, VcConv):
+            layer._mixes_sparsely = lambda: False
+    with torch.no_grad():
+        torch.testing.assert_close(kernels_only.decode_latents(fast_lat), slow_out.detach(), atol=1e-5, rtol=1e-4)
+    assert all("mix" not in layer._inference_weights() for layer in kernels_only.decoder if hasattr(layer, "coeffs"))
     # the last layer shrinks 16 -> 3 channels: basis first, then the sparse mix; 3 -> 16 keeps the kernels
     assert "mix" in model.decoder[-1]._inference_weights() and "kernel" not in model.decoder[-1]._inference_weights()
     assert "kernel" in model.encoder[0]._inference_weights() and "mix" not in model.encoder[0]._inference_weights()

@@ -91,6 +91,13 @@ class VcConv(nn.Module):
         return mixed.view(self.num_out, x.shape[1], -1)
 
     # ---- inference route: cached per-vertex kernels, channel-major features ------------------------
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the inference cache behind: it is derived from the parameters and rebuilt on
+        first use, and its sparse CSR matrix can be neither deep-copied nor pickled."""
+        state = self.__dict__.copy()
+        state.pop("_infer_cache", None)
+        return state
+
     def _cache_key(self) -> tuple:
         return parameters_key(self.parameters())
 
