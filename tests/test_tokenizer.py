@@ -146,6 +146,10 @@ def test_inference_route_matches_training_route(hierarchy):
         for few in (1, 4):
             torch.testing.assert_close(model.decode_latents(fast_lat[:few]), slow_out[:few].detach(), atol=1e-5,
                                        rtol=1e-4)
+    with torch.no_grad():  # float64 vertices into the float32 model, as before the sparse route
+        for few in (1, len(verts)):
+            torch.testing.assert_close(model.encode_latents(verts[:few].double()).float(), fast_lat[:few], atol=1e-5,
+                                       rtol=1e-4)
     # a used model (its caches hold sparse CSR matrices) still deep-copies and pickles; the copy rebuilds them
     assert pickle.loads(pickle.dumps(model.decoder[-1])).index.shape == model.decoder[-1].index.shape
     # the cached-kernel route (GPU, half precision) for every layer gives the same numbers

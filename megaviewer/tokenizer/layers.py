@@ -170,14 +170,15 @@ class VcConv(nn.Module):
         narrow right-hand sides (measured here, 32 -> 16 channels on 401 vertices: 1.46 vs 0.10 ms for one
         mesh, 2.09 vs 0.96 ms for 8) and the better choice from about 12 meshes on (0.80 vs 1.53 ms for 16).
         """
-        batch = x.shape[-1]
+        batch, mix = x.shape[-1], weights["mix"]
+        h = x.to(mix.dtype)  # the weights' precision (e.g. float64 vertices into a float32 model), as the kernels
         if batch < BATCHED_BASIS_MIN_BATCH:
-            per_row = x.transpose(1, 2).reshape(-1, self.in_channels) @ weights["basis_cols"].to(x.dtype)
+            per_row = h.transpose(1, 2).reshape(-1, self.in_channels) @ weights["basis_cols"]
             per_basis = per_row.view(self.num_in, batch, -1).transpose(1, 2)  # (N_in, W·C_out, B)
         else:
-            per_basis = torch.matmul(weights["basis_rows"].to(x.dtype), x)  # (N_in, W·C_out, B)
-        mixed = weights["mix"] @ per_basis.reshape(-1, self.out_channels * batch)
-        return mixed.view(self.num_out, self.out_channels, batch)
+            per_basis = torch.matmul(weights["basis_rows"], h)  # (N_in, W·C_out, B)
+        mixed = mix @ per_basis.reshape(-1, self.out_channels * batch)
+        return mixed.view(self.num_out, self.out_channels, batch).to(x.dtype)
 
     def _gather_channel_major(self, x: torch.Tensor) -> torch.Tensor:
         """(N_in, C, B) -> (N_out, M·C, B), padding slots read an appended zero row."""
