@@ -14,9 +14,10 @@ only when the device is CUDA and ignored elsewhere (on a CPU fp16 matmuls are sl
   float32, so nothing else needs a dtype (inputs, caches, checkpoints); matmuls, convolutions and
   attention run in fp16 while LayerNorm, softmax and the sampler's logits stay float32. Tokens can differ
   from float32 where two logits are within fp16 round-off.
-- ``compile``: every transformer block of the model(s) and the tokenizer's decoder are wrapped by
-  ``torch.compile(dynamic=True)`` (block-level, so the varying number of visible tokens per step and the
-  varying batch Q do not trigger a recompile per shape). The first calls are slow (compilation).
+- ``compile``: every transformer block of the model(s) is wrapped by ``torch.compile(dynamic=True)``
+  (block-level, so the varying number of visible tokens per step and the varying batch Q do not trigger a
+  recompile per shape). The first calls are slow (compilation). The tokenizer decodes through its cached
+  inference route (``VcConv.infer``: a few large matmuls per layer), uncompiled.
 
 Camera fit (``fit_camera``, on by default): for keypoint-conditioned recoveries each hypothesis's global
 rotation and weak-perspective camera are fitted to the keypoints it was conditioned on
@@ -103,7 +104,7 @@ class Engine:
         return contextlib.nullcontext()
 
     def _compile_modules(self, **compile_kwargs) -> None:
-        """``torch.compile`` each transformer block and the tokenizer decoder in place (module docstring)."""
+        """``torch.compile`` each transformer block in place (module docstring)."""
         from megaviewer.model.transformer import Block
 
         options = {"dynamic": True, **compile_kwargs}
@@ -113,7 +114,6 @@ class Engine:
             for module in model.modules():
                 if isinstance(module, Block):
                     module.compile(**options)
-        self.tokenizer.decoder.compile(**options)
 
     def _faces(self) -> torch.Tensor:
         from megaviewer.body.assets import BodyAssets
