@@ -15,8 +15,8 @@ gathered neighbourhoods are already the (M·C_in, B) right-hand side of one smal
 no permutes, no basis matmul. Layers that keep or shrink the channels (64 -> 32, 32 -> 16, 16 -> 3) do
 better the other way round on a CPU: the basis is applied to every input vertex first and one sparse
 matrix of the coefficients mixes the results (:meth:`VcConv._mix_weights`), so neither kernels nor
-gathered neighbourhoods are written. A Q=16 decode is several times faster on a CPU than the trainable
-route (2.0 vs 3.0 ms for a single mesh); outputs agree to float round-off.
+gathered neighbourhoods are written. On a CPU this route is faster than the trainable one at every batch
+size (figures in ``MeshVQVAE._run``); outputs agree to float round-off.
 """
 
 from __future__ import annotations
@@ -114,11 +114,11 @@ class VcConv(nn.Module):
         with torch.no_grad():
             if self.residual_rate < 1.0:
                 weights["bias"] = self.bias.view(1, -1, 1).clone()
+                coeffs = self.coeffs * self.mask[..., None]  # (O, M, W), padded neighbours zero
+                basis = self.basis.view(-1, self.out_channels, self.in_channels)  # (W, C_out, C_in)
                 if self._mixes_sparsely():
-                    weights.update(self._mix_weights())
+                    weights.update(self._mix_weights(coeffs, basis))
                 else:
-                    coeffs = self.coeffs * self.mask[..., None]
-                    basis = self.basis.view(-1, self.out_channels, self.in_channels)
                     kernel = torch.einsum("omw,wki->okmi", coeffs, basis)
                     weights["kernel"] = kernel.reshape(self.num_out, self.out_channels, -1).contiguous()
             if self.residual_rate > 0.0:
@@ -139,9 +139,10 @@ class VcConv(nn.Module):
         return (self.basis.device.type == "cpu" and self.basis.dtype in (torch.float32, torch.float64)
                 and self.out_channels <= self.in_channels)
 
-    def _mix_weights(self) -> dict[str, torch.Tensor]:
+    def _mix_weights(self, coeffs: torch.Tensor, basis: torch.Tensor) -> dict[str, torch.Tensor]:
         """The conv as basis first, then a sparse mix: out[o] = sum over neighbours m and basis matrices w of
-        coeffs[o, m, w] * (basis_w @ x[index[o, m]]).
+        coeffs[o, m, w] * (basis_w @ x[index[o, m]]), from the masked ``coeffs`` (O, M, W) and ``basis``
+        (W, C_out, C_in) that :meth:`_inference_weights` computes for either route.
 
         ``basis_rows`` (W·C_out, C_in) applied to every input vertex gives (N_in, W·C_out, B), i.e. N_in·W rows
         of C_out·B numbers; ``mix`` is the CSR matrix (N_out, N_in·W) of the coefficients (padded neighbours
@@ -149,18 +150,16 @@ class VcConv(nn.Module):
         O·M·C_in·B (the gathered neighbourhoods) or O·C_out·M·C_in (the kernels) is ever written: for the
         400-vertex 32 -> 16 layer those are 11.5 MB each at batch 16.
         """
-        weight_num = self.basis.shape[0]
+        weight_num = basis.shape[0]
         num_out, max_nb = self.index.shape
         valid = (self.mask > 0)[..., None].expand(num_out, max_nb, weight_num)
         rows = torch.arange(num_out, device=self.index.device)[:, None, None].expand_as(valid)
         cols = self.index[..., None] * weight_num + torch.arange(weight_num, device=self.index.device)
-        coeffs = self.coeffs * self.mask[..., None]
         with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
             warnings.simplefilter("ignore", UserWarning)
             mix = torch.sparse_coo_tensor(torch.stack([rows[valid], cols[valid]]), coeffs[valid],
                                           (num_out, self.num_in * weight_num)).coalesce().to_sparse_csr()
-        basis = self.basis.view(weight_num, self.out_channels, self.in_channels).reshape(-1, self.in_channels)
-        return {"basis_rows": basis.contiguous(), "basis_cols": basis.t().contiguous(), "mix": mix}
+        return {"basis_rows": basis.reshape(-1, self.in_channels).contiguous(), "mix": mix}
 
     def _conv_mix(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Channel-major (N_in, C_in, B) -> conv output (N_out, C_out, B) without bias (:meth:`_mix_weights`).
@@ -173,7 +172,7 @@ class VcConv(nn.Module):
         batch, mix = x.shape[-1], weights["mix"]
         h = x.to(mix.dtype)  # the weights' precision (e.g. float64 vertices into a float32 model), as the kernels
         if batch < BATCHED_BASIS_MIN_BATCH:
-            per_row = h.transpose(1, 2).reshape(-1, self.in_channels) @ weights["basis_cols"]
+            per_row = h.transpose(1, 2).reshape(-1, self.in_channels) @ weights["basis_rows"].t()
             per_basis = per_row.view(self.num_in, batch, -1).transpose(1, 2)  # (N_in, W·C_out, B)
         else:
             per_basis = torch.matmul(weights["basis_rows"], h)  # (N_in, W·C_out, B)
