@@ -1,6 +1,6 @@
 """Camera maths shared by the synthetic training data, the model's 2D loss and the app (pure, batched).
 
-Conventions (reference-facts §0, §5, §7):
+Conventions (docs/original-implementation.md §1, §7):
 
 * The camera frame is OpenCV's: x right, y down, z forward (into the scene). Pixel (0, 0) is the top-left
   corner of the image; the principal point defaults to the image centre, as in the original demo.
@@ -49,7 +49,7 @@ def default_focal(image_size: ImageSize, batch: int | None = None) -> torch.Tens
 def weak_perspective_project(points: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
     """Camera-frame points (B, P, 3) and cams (B, 3) = [s, tx, ty] -> normalised crop coords (B, P, 2).
 
-    ``x = s (X + tx)``, ``y = s (Y + ty)``; depth is ignored (reference-facts §5).
+    ``x = s (X + tx)``, ``y = s (Y + ty)``; depth is ignored (docs/original-implementation.md §7).
     """
     scale = cam[:, None, :1]
     return scale * (points[..., :2] + cam[:, None, 1:3])
@@ -90,7 +90,7 @@ def crop_to_full(cam: torch.Tensor, box_center: torch.Tensor, box_side: torch.Te
     focal (B,) px or a float; ``None`` uses :func:`default_focal` (1000/224 · max(W, H), as the original
     demo: it has no intrinsics). Returns translation (B, 3) of the centroid in the camera frame and the
     focal (B,). With the principal point at the image centre, a point at the centroid's depth projects to
-    exactly the pixel the weak-perspective camera puts it at (reference-facts §5):
+    exactly the pixel the weak-perspective camera puts it at (docs/original-implementation.md §7):
     ``tz = 2F/(b s)``, ``tx' = tx + 2(cx - W/2)/(b s)``, ``ty' = ty + 2(cy - H/2)/(b s)``.
     """
     batch = cam.shape[0]
@@ -127,7 +127,7 @@ def perspective_project(points: torch.Tensor, focal: torch.Tensor | float, princ
 def full_to_crop(points_px: torch.Tensor, box_center: torch.Tensor, box_side: torch.Tensor) -> torch.Tensor:
     """Image pixels (B, P, 2) -> normalised crop coords (B, P, 2): the square box maps to [-1, 1]².
 
-    Same as the original's ``2·p/224 − 1`` on the 224-px crop of that box (reference-facts §5, §7).
+    Same as the original's ``2·p/224 − 1`` on the 224-px crop of that box (docs/original-implementation.md §7).
     """
     return (points_px - box_center[:, None, :]) * (2.0 / box_side)[:, None, None]
 

@@ -22,10 +22,11 @@ rotation and camera (so it can never make the placement worse by its own measure
 than ``min_keypoints`` usable keypoints (confidence > 0, finite) keep the network's camera untouched.
 
 Everything is vectorised over the Q hypotheses (one batched 6×6 solve per iteration) and runs in float64
-NumPy on the CPU: about 2 ms for Q = 1 to 16 (it runs in the live loop; for arrays this small NumPy's
-per-call cost is a fraction of torch's). It is deterministic and needs no gradients. Coordinates are the
-normalised crop coordinates of :mod:`megaviewer.camera` (the box spans [-1, 1], x right, y down): the
-projection of a camera-frame, centroid-centred point P is ``s · (P_xy + t)``.
+NumPy on the CPU: a few milliseconds for Q = 1 to 16 (``camera_fit`` in ``resources/bench/cpu_routes.json``;
+it runs in the live loop, and for arrays this small NumPy's per-call cost is a fraction of torch's). It is
+deterministic and needs no gradients. Coordinates are the normalised crop coordinates of
+:mod:`megaviewer.camera` (the box spans [-1, 1], x right, y down): the projection of a camera-frame,
+centroid-centred point P is ``s · (P_xy + t)``.
 """
 
 from __future__ import annotations

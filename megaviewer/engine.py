@@ -19,12 +19,18 @@ only when the device is CUDA and ignored elsewhere (on a CPU fp16 matmuls are sl
   recompile per shape). The first calls are slow (compilation). The tokenizer decodes through its cached
   inference route (``VcConv.infer``: a few large matmuls per layer), uncompiled.
 
-Camera fit (``fit_camera``, on by default): for keypoint-conditioned recoveries each hypothesis's global
+Camera fit (``fit_camera``, on by default): for keypoint-conditioned recoveries every hypothesis's global
 rotation and weak-perspective camera are fitted to the keypoints it was conditioned on
 (:mod:`megaviewer.camera_fit`), so the mesh sits on the person in the photo; the network's own rotation and
 camera stay in the result (``network_rotation`` / ``network_cam``) with the fit's report (``camera_fit``).
 Pass ``fit_camera=False`` to ``Engine`` (the default for every call) or to ``recover`` (one call) for the
 raw network placement.
+
+Defaults of ``recover`` (mode, Q, T, temperature, seed, camera fit) come from
+:data:`megaviewer.settings.DEFAULTS`, the same values the command line and the app start from. Timings
+(``result.timings_ms``) are measured per stage, each on its own clock: ``generate_ms`` (the transformer),
+``decode_ms`` (the tokenizer), ``camera_fit_ms`` (when the fit ran) and ``place_ms`` (rotation, camera and
+joints); on CUDA each stage ends with a synchronisation so the time is the stage's, not a later one's.
 """
 
 from __future__ import annotations
@@ -45,9 +51,8 @@ from megaviewer.camera_fit import fit_camera as fit_camera_to_keypoints
 from megaviewer.geometry.rotations import rot6d_to_matrix
 from megaviewer.model.mega import Mega, load_mega
 from megaviewer.result import RecoveryResult
+from megaviewer.settings import DEFAULTS, MODES
 from megaviewer.tokenizer.model import MeshVQVAE
-
-MODES = ("deterministic", "stochastic")
 
 
 @dataclass
@@ -80,7 +85,7 @@ class Engine:
     def __init__(self, model: Mega, tokenizer: MeshVQVAE, coco_regressor: torch.Tensor,
                  device: torch.device | str | None = None, name: str = "custom",
                  unconditional_model: Mega | None = None, half: bool = False, compile: bool = False,
-                 faces: torch.Tensor | None = None, fit_camera: bool = True):
+                 faces: torch.Tensor | None = None, fit_camera: bool = DEFAULTS.fit_camera):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
@@ -124,7 +129,7 @@ class Engine:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: torch.device | str | None = None,
                         tokenizer_path: str | Path | None = None, half: bool = False,
-                        compile: bool = False, fit_camera: bool = True) -> Engine:
+                        compile: bool = False, fit_camera: bool = DEFAULTS.fit_camera) -> Engine:
         """Load a MEGA checkpoint folder (default: shipped) and its tokenizer (default: shipped).
 
         ``half`` / ``compile`` are the CUDA-only speed options and ``fit_camera`` the camera fit of the module
@@ -183,21 +188,23 @@ class Engine:
 
     @torch.inference_mode()
     @_in_precision
-    def recover(self, keypoints=None, image=None, *, mode: str = "deterministic", num_samples: int = 1,
-                steps: int = 5, temperature: float = 1.0, seed: int | None = 0, crop: CropBox | None = None,
-                return_trace: bool = True, fit_camera: bool | None = None) -> RecoveryResult:
+    def recover(self, keypoints=None, image=None, *, mode: str = DEFAULTS.mode, num_samples: int | None = None,
+                steps: int = DEFAULTS.steps, temperature: float = DEFAULTS.temperature,
+                seed: int | None = DEFAULTS.seed, crop: CropBox | None = None, return_trace: bool = True,
+                fit_camera: bool | None = None) -> RecoveryResult:
         """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop.
 
-        ``fit_camera`` (default: the engine's ``fit_camera``, on) fits each hypothesis's rotation and camera to
-        the keypoints (module docstring); it needs keypoints and a model with a rotation/camera head.
+        ``num_samples`` (Q) is used in stochastic mode (default ``DEFAULTS.num_samples``); deterministic mode
+        returns one mesh. ``fit_camera`` (default: the engine's ``fit_camera``, on) fits every hypothesis's
+        rotation and camera to the keypoints (module docstring); it needs keypoints and a model with a
+        rotation/camera head.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if crop is not None and not (np.isfinite(crop.center).all() and np.isfinite(crop.side) and crop.side > 0):
             raise ValueError(f"crop box needs a finite centre and a positive side, got centre {crop.center} "
                              f"and side {crop.side}")
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        clock = _StageClock(self.device)
         inputs = self._conditioning(keypoints, image)
         cond = self.model.encode_conditioning(inputs)
         if mode == "deterministic":
@@ -205,18 +212,12 @@ class Engine:
         else:
             gen = torch.Generator(device="cpu")
             gen.manual_seed(int(seed) if seed is not None else torch.seed())
-            out = generate.stochastic(self.model, cond, num_samples=num_samples, steps=steps,
+            q = DEFAULTS.num_samples if num_samples is None else num_samples
+            out = generate.stochastic(self.model, cond, num_samples=q, steps=steps,
                                       temperature=temperature, generator=gen, return_trace=return_trace)
-        t1 = time.perf_counter()
-        timings["generate_ms"] = (t1 - t0) * 1000
+        clock.lap("generate_ms")
         fit = self.fit_camera if fit_camera is None else bool(fit_camera)
-        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None)
-        timings["decode_ms"] = (time.perf_counter() - t1) * 1000
-        if "camera_fit_ms" in result.timings_ms:
-            timings["camera_fit_ms"] = result.timings_ms["camera_fit_ms"]
-            timings["decode_ms"] -= timings["camera_fit_ms"]
-        result.timings_ms = timings
-        return result
+        return self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock)
 
     @torch.inference_mode()
     @_in_precision
@@ -227,34 +228,31 @@ class Engine:
         if model is None:
             raise ValueError("no pre-trained (unconditional) model is available for this engine")
         gen = torch.Generator().manual_seed(int(seed) if seed is not None else torch.seed())
-        t0 = time.perf_counter()
+        clock = _StageClock(self.device)
         out = generate.unconditional(model, num_samples, steps, temperature, gen, return_trace)
-        result = self._assemble("unconditional", out, None)
-        result.timings_ms = {"total_ms": (time.perf_counter() - t0) * 1000}
-        return result
+        clock.lap("generate_ms")
+        return self._assemble("unconditional", out, None, None, clock)
 
     def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None,
-                  fit_keypoints: torch.Tensor | None = None) -> RecoveryResult:
+                  fit_keypoints: torch.Tensor | None, clock: _StageClock) -> RecoveryResult:
         """Decode the tokens and place the meshes; ``fit_keypoints`` (B, 17, 3) crop coords turn the camera fit on."""
         tokens = out.tokens
         q = tokens.shape[0]
         canonical = self.tokenizer.decode(tokens).float()
+        clock.lap("decode_ms")
         fit_report = None
-        fit_ms = None
         network_rotation = network_cam = None
         if out.rot6d is not None:
             rotation = rot6d_to_matrix(out.rot6d.float())
             cam = out.cam.float()
-            if fit_keypoints is not None and q % fit_keypoints.shape[0] == 0:
-                t_fit = time.perf_counter()
+            if fit_keypoints is not None:
                 network_rotation, network_cam = rotation, cam
                 canonical_joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, canonical)
-                # the B conditioning items' keypoints, one row per hypothesis (rows are item-major)
-                rows = fit_keypoints.float().repeat_interleave(q // fit_keypoints.shape[0], dim=0)
+                rows = _keypoints_per_row(fit_keypoints.float(), q, out.num_samples)
                 fit_report = fit_camera_to_keypoints(canonical_joints, rows, rotation, cam)
                 rotation = fit_report.rotation.to(canonical.device)
                 cam = fit_report.cam.to(canonical.device)
-                fit_ms = (time.perf_counter() - t_fit) * 1000
+                clock.lap("camera_fit_ms")
         else:
             rotation = torch.eye(3, device=canonical.device).expand(q, 3, 3)
             cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
@@ -270,16 +268,44 @@ class Engine:
             focal = float(focal_t[0])
         camera_vertices = oriented + translation[:, None, :]
         joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, camera_vertices)
-        result = RecoveryResult(
+        clock.lap("place_ms")
+        return RecoveryResult(
             mode=mode, tokens=tokens.cpu(), canonical_vertices=canonical.cpu(), rotation=rotation.cpu(),
             cam_weak=cam.cpu(), camera_vertices=camera_vertices.cpu(), translation=translation.cpu(),
-            focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace,
+            focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace, timings_ms=clock.laps,
             network_rotation=network_rotation.cpu() if network_rotation is not None else None,
             network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
         )
-        if fit_ms is not None:
-            result.timings_ms["camera_fit_ms"] = fit_ms
-        return result
+
+
+def _keypoints_per_row(keypoints: torch.Tensor, rows: int, per_item: int) -> torch.Tensor:
+    """The conditioning keypoints (B, 17, 3) of every output row (rows are item-major, ``per_item`` each).
+
+    One keypoint set serves every row; otherwise there must be exactly one set per item, and anything else
+    is an error rather than a hypothesis left unfitted.
+    """
+    if keypoints.shape[0] * per_item == rows:
+        return keypoints.repeat_interleave(per_item, dim=0)
+    if keypoints.shape[0] == 1:
+        return keypoints.expand(rows, -1, -1)
+    raise ValueError(f"cannot fit the camera of {rows} hypotheses to {keypoints.shape[0]} keypoint sets "
+                     f"({per_item} hypotheses per item)")
+
+
+class _StageClock:
+    """Milliseconds per stage, each lap on its own clock; CUDA work is waited for so it counts where it runs."""
+
+    def __init__(self, device: torch.device):
+        self._cuda = device.type == "cuda"
+        self.laps: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.laps[name] = (now - self._start) * 1000
+        self._start = now
 
 
 def load_metrics(folder: str | Path | None = None) -> dict:

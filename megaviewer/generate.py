@@ -1,9 +1,10 @@
 """Generation: deterministic (one pass), stochastic (MaskGIT/MUSE-style) and unconditional sampling.
 
-Deterministic (paper Sec. 3.4, reference-facts §4.1): all N tokens masked, one decoder pass, argmax. The
-encoder only sees the cls token, so its (cached) constant output is used.
+Deterministic (paper Sec. 3.4): all N tokens masked, one decoder pass, argmax. The encoder only sees the
+cls token, so its (cached) constant output is used.
 
-Iterative (§4.2 with the paper's schedule): start all-masked; at step t = 1..T with temperature temp_t
+Iterative (paper Sec. 3.4 and the original's ``CVQMAE.generate`` in ``mega/model/cvqmae/masked_autoencoder.py``,
+with the paper's schedule): start all-masked; at step t = 1..T with temperature temp_t
 1. logits for the still-masked positions given the currently visible tokens (visible positions keep their
    token, so the decoder's last block and the token head run only on the masked slots);
 2. candidate = a sample of softmax(logits/temp_t) -- the original's argmax(logits + temp_t G), G ~ Gumbel,
@@ -24,7 +25,8 @@ generator, in the same order a batch-of-one call would, so a batched call reprod
 exactly (up to the model's float round-off between batch sizes). ``None`` uses a freshly seeded generator.
 
 Output rows are item-major: row = item * Q + q for Q samples per conditioning item. Rotation and camera are
-predicted once per item (deterministic, image-only, §2) and repeated for its Q samples.
+predicted once per item from the conditioning alone (the original's ``rotcam_head``), so they are
+deterministic and repeated for the item's Q samples.
 """
 
 from __future__ import annotations
@@ -150,17 +152,17 @@ def deterministic(model: Mega, cond: CondEncoding | Mapping[str, torch.Tensor],
 @torch.inference_mode()
 def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_fn: TemperatureFn,
                        generator: GeneratorArg = None, return_trace: bool = False,
-                       repeats: int = 1) -> torch.Tensor | tuple[torch.Tensor, Trace]:
+                       repeats: int = 1) -> tuple[torch.Tensor, Trace | None]:
     """The iterative sampler: ``repeats`` output rows per item of ``cond`` (item-major).
 
-    Returns tokens (B, N) with B = cond.batch * repeats, or (tokens, Trace) when ``return_trace``.
+    Returns (tokens (B, N) with B = cond.batch * repeats, the Trace or ``None`` without ``return_trace``).
 
     Why ``repeats`` instead of a pre-expanded ``cond``: every row starts all-masked, so at step 1 the
     ``repeats`` rows of one item have identical inputs and identical logits (only their noise differs).
     Step 1 therefore runs the model once per item and shares the logits; the conditioning is expanded
     only for steps 2..T. For Q=16, T=5 that is a fifth of the decoder work saved; for an unconditional
-    batch (one item, Q rows) the first step costs a single row. Passing an already-expanded ``cond``
-    with ``repeats=1`` still works (the previous calling convention) but does not share step 1.
+    batch (one item, Q rows) the first step costs a single row. An already-expanded ``cond`` with
+    ``repeats=1`` gives the same distribution but does not share step 1.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -202,7 +204,7 @@ def generate_iterative(model: Mega, cond: CondEncoding, steps: int, temperature_
             tokens = candidate.masked_fill(~new_visible, 0)
             visible = new_visible
     if not return_trace:
-        return tokens
+        return tokens, None
     trace = Trace(torch.stack(rec_tokens), torch.stack(rec_visible), torch.stack(rec_revealed), tuple(temps))
     return tokens, trace
 
@@ -263,9 +265,8 @@ def stochastic(model: Mega, cond: CondEncoding | Mapping[str, torch.Tensor], num
     with _eval_mode(model):
         enc = _as_encoding(model, cond)
         rot6d, cam = model.predict_rotcam(enc.pooled)
-    out = generate_iterative(model, enc, steps, lambda t, T: temperature * (1.0 - t / T), generator,
-                             return_trace, repeats=num_samples)
-    tokens, trace = out if return_trace else (out, None)
+    tokens, trace = generate_iterative(model, enc, steps, lambda t, T: temperature * (1.0 - t / T), generator,
+                                       return_trace, repeats=num_samples)
     rot6d = rot6d if num_samples == 1 else _repeat(rot6d, num_samples)
     cam = cam if num_samples == 1 else _repeat(cam, num_samples)
     return GenerationResult(tokens, rot6d, cam, trace, num_samples)
@@ -276,13 +277,13 @@ def unconditional(model: Mega, num_samples: int, steps: int = 20, temperature: f
                   generator: GeneratorArg = None, return_trace: bool = False) -> GenerationResult:
     """Random meshes from a (pretrained) model without conditioning; temperature (A (1 - t/T))^6 (paper).
 
-    The original code used A^5 (1 - t/T)^6 with A = 1.3 (§10.7); we follow the paper. On a conditioned
-    model this runs it without conditioning tokens, which it was not trained for.
+    The original's ``VQMAE.generate`` (``mega/model/vqmae/masked_autoencoder.py``) uses A^5 (1 - t/T)^6; we
+    follow the paper. On a conditioned model this runs it without conditioning tokens, which it was not
+    trained for.
     """
     if num_samples < 1 or steps < 1 or temperature < 0:
         raise ValueError("need num_samples >= 1, steps >= 1 and temperature >= 0")
-    out = generate_iterative(model, CondEncoding.empty(1), steps,
-                             lambda t, T: (temperature * (1.0 - t / T)) ** 6, generator, return_trace,
-                             repeats=num_samples)
-    tokens, trace = out if return_trace else (out, None)
+    tokens, trace = generate_iterative(model, CondEncoding.empty(1), steps,
+                                       lambda t, T: (temperature * (1.0 - t / T)) ** 6, generator, return_trace,
+                                       repeats=num_samples)
     return GenerationResult(tokens, None, None, trace, num_samples)

@@ -1,6 +1,6 @@
 """Masking schedules for training and the reveal schedule for iterative generation.
 
-Training (reference-facts §3, §10.1): ONE τ ~ U[0, 1) per batch gives the number of VISIBLE tokens M;
+Training (docs/original-implementation.md §5, §10.1): ONE τ ~ U[0, 1) per batch gives the number of VISIBLE tokens M;
 each sample then gets its own uniformly random set of M visible positions.
 - ``cosine`` (the original code, MaskGIT convention): M = floor(N (1 - cos(πτ/2))), so 0..N-1 and the
   masked fraction is cos(πτ/2) (mean ≈ 0.645). The paper's text writes floor(N cos(πτ/2)) for M; we
@@ -10,7 +10,7 @@ each sample then gets its own uniformly random set of M visible positions.
 
 Generation (paper Sec. 3.4): ``tokens_revealed_by_step`` gives n_t, the number of visible tokens after step
 t = 1..T, n_t = floor(N (1 - cos(πt / 2T))) and n_T = N exactly (the original code left one token forced
-to index 0 at the end, §4.2 / §10.2 -- fixed here).
+to index 0 at the end, docs/original-implementation.md §10.2 -- fixed here).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     python scripts/bench.py [--repeats 30] [--out resources/bench/bench_cpu.json] [--device cpu|cuda]
                             [--preset-paper] [--random-preset cpu_fast] [--no-detector] [--half] [--compile]
 
-The measuring functions live in :mod:`megaviewer.bench` (importable and tested); this file only calls them.
+The measuring functions live in :mod:`benchmarks.bench` (importable and tested); this file only calls them.
 Run it on an otherwise idle machine: the report records the load average, and a busy CPU slows every figure.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from megaviewer.bench import main  # noqa: E402
+from benchmarks.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,15 @@
 """Compare the engine's speed in two source trees side by side, e.g. before and after an optimisation.
 
     git worktree add /tmp/base HEAD~1
-    python scripts/bench_compare.py --base /tmp/base --rounds 3 --repeats 10 --out resources/bench/compare.json
+    python scripts/bench_compare.py --base /tmp/base --what "HEAD~1 vs the working tree" \
+        --rounds 3 --repeats 10 --out resources/bench/<what_is_compared>.json
 
 Each round runs a fresh subprocess per tree (base, then this tree), each timing ``Engine.recover`` for
 stochastic Q=16 and Q=1 (T=5), deterministic recovery and a Q=16 tokenizer decode, interleaved
-(:func:`megaviewer.bench.measure_interleaved`). Alternating the trees round by round exposes both to the
-same machine load; the report keeps every round and the median over rounds of each tree's medians.
+(:func:`benchmarks.bench.measure_interleaved`). Alternating the trees round by round exposes both to the
+same machine load; the report keeps every round and the median over rounds of each tree's medians. The timing
+code is always this tree's (loaded from its file), so both trees are measured the same way; only
+``megaviewer`` comes from each tree.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+HARNESS = ROOT / "benchmarks" / "bench.py"
+
 CHILD = r"""
-import json, sys, torch
+import importlib.util, json, sys, torch
 import megaviewer
-from megaviewer import bench
 from megaviewer.engine import Engine
+spec = importlib.util.spec_from_file_location("bench_harness", sys.argv[3])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
 torch.set_num_threads(int(sys.argv[2]))
 engine = Engine.from_pretrained()
 inputs = bench.engine_inputs(engine)
@@ -46,7 +53,7 @@ print(json.dumps({"source": megaviewer.__file__, **{k: v["median_ms"] for k, v i
 
 def run_tree(tree: Path, repeats: int, threads: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(repeats), str(threads)], cwd=tree, env=env,
+    out = subprocess.run([sys.executable, "-c", CHILD, str(repeats), str(threads), str(HARNESS)], cwd=tree, env=env,
                          capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if not result["source"].startswith(str(tree.resolve())):
@@ -57,6 +64,7 @@ def run_tree(tree: Path, repeats: int, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the other source tree (e.g. a git worktree)")
+    parser.add_argument("--what", default="", help="what the two trees differ by, kept in the report")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
@@ -74,7 +82,8 @@ def main() -> None:
     for k in keys:
         print(f"{k:22s} base {summary['base'][k]:8.1f}   this {summary['this'][k]:8.1f}   "
               f"ratio {summary['base'][k] / summary['this'][k]:.2f}")
-    report = {"base": str(trees["base"]), "rounds": rounds, "median_of_rounds": summary,
+    report = {"what": args.what, "command": " ".join(["python scripts/bench_compare.py", *sys.argv[1:]]),
+              "base": str(trees["base"]), "rounds": rounds, "median_of_rounds": summary,
               "load_average": os.getloadavg(), "threads": args.threads, "repeats": args.repeats}
     if args.out:
         from megaviewer.io.atomic import atomic_write_text

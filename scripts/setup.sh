@@ -25,10 +25,10 @@ pip_install() { .venv/bin/python -m pip install -q --no-cache-dir "$@"; }
 pip_install --upgrade pip
 
 # PyTorch first, so that the project's requirements find it satisfied. Without an NVIDIA GPU a CPU build
-# does everything and is ~5 GB smaller than PyPI's default CUDA build (a full disk once failed CI here).
-# In order: the CPU wheel pip's find-links offer (this workplace keeps torch 2.13.0+cpu on disk, beside
-# which PyPI's torchvision 0.28.0 imports via megaviewer/model/timm_import.py), PyTorch's CPU index, and
-# last PyPI's default build. MEGAVIEWER_TORCH=cuda skips all this; =cpu forces it with a GPU present.
+# does everything and is ~5 GB smaller than PyPI's default CUDA build. In order: torch 2.13.0+cpu where
+# pip finds it (a wheel directory given as pip's find-links, e.g. an offline cache; PyPI's torchvision
+# 0.28.0 imports beside it via megaviewer/model/timm_import.py), PyTorch's CPU index, and last PyPI's
+# default build. MEGAVIEWER_TORCH=cuda skips all this; =cpu forces it with a GPU present.
 torch_build="${MEGAVIEWER_TORCH:-auto}"
 if [ "$torch_build" = auto ]; then
   torch_build=cpu

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from megaviewer import bench
+from benchmarks import bench
 from tests._engines import tiny_engine
 
 STATS_KEYS = {"median_ms", "p10_ms", "p90_ms", "min_ms", "mean_ms", "n"}
@@ -83,7 +83,7 @@ def test_synthetic_video_round_trips(tmp_path) -> None:
 
 _DETECTOR_SCRIPT = """
 import json, sys
-from megaviewer import bench
+from benchmarks import bench
 from tests._engines import tiny_engine
 photo, name = bench.photo_bgr()
 frames = bench.synthetic_frames(3, photo)
@@ -137,3 +137,24 @@ def test_cli_arguments() -> None:
     assert args.repeats == 30 and args.device == "cpu" and not args.preset_paper and args.out is None
     args = bench.parse_args(["--repeats", "5", "--device", "cuda", "--preset-paper", "--out", "x.json"])
     assert args.repeats == 5 and args.device == "cuda" and args.preset_paper and args.out == "x.json"
+
+
+def test_routes_report_pairs_every_choice(tmp_path) -> None:
+    """The CPU-route measurements: both routes of every choice are timed, and the report survives JSON."""
+    from benchmarks import routes
+
+    tokenizer = tiny_engine().tokenizer
+    report = routes.run_all(tokenizer, repeats=2, warmup=1)
+    assert report["schema"] == routes.SCHEMA
+    assert set(report["tokenizer_decode"]) == {f"b{b}" for b in routes.DECODE_BATCHES}
+    assert all(set(p) == {"cached", "trainable"} and all(_is_stats(s, 2) for s in p.values())
+               for p in report["tokenizer_decode"].values())
+    layers = report["vcconv_layers"]
+    assert layers and all(_is_stats(p["kernels"], 2) and _is_stats(p["sparse_mix"], 2) for p in layers.values())
+    assert {p["chosen"] for p in layers.values()} <= {"kernels", "sparse_mix"}
+    assert report["basis_first"]["threshold"] > 0
+    assert set(report["attention"]) == {"x".join(map(str, s)) for s in routes.ATTENTION_SHAPES}
+    assert all(_is_stats(s, 2) for s in report["camera_fit"].values())
+    assert "tokenizer_decode" in routes.format_table(report)
+    path = bench.save_report(report, tmp_path / "routes.json")
+    assert json.loads(path.read_text())["schema"] == routes.SCHEMA

@@ -139,3 +139,80 @@ def test_gui_without_display_says_so(monkeypatch, capsys):
         monkeypatch.delenv(var, raising=False)
     assert main([]) == 1
     assert "no display" in capsys.readouterr().err
+
+
+def _files(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _written(stdout: str) -> int:
+    import re
+
+    return int(re.search(r"; (\d+) files written to", stdout).group(1))
+
+
+def test_dotted_names_keep_their_full_stem(tmp_path, astronaut, capsys):
+    """``take.001.jpg`` and ``take.002.jpg`` write distinct files; a dotted capture name keeps its person index."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ("take.001.jpg", "take.002.jpg", "S1_Directions_1.54138969_000001.jpg")
+    for name in names:
+        cv2.imwrite(str(photos / name), astronaut)
+    out_dir = tmp_path / "out"
+    code, stdout, _ = run([photos, "--out", out_dir, "--formats", "obj,npz,png", "--quiet"], capsys)
+    assert code == 0, stdout
+    stems = [n.removesuffix(".jpg") for n in names]
+    expected = sorted(f"{s}_{tail}" for s in stems
+                      for tail in ("overlay.png", "side.png", "person0.npz", "person0.obj"))
+    assert _files(out_dir) == expected
+    assert _written(stdout) == len(expected)
+
+
+def test_same_stem_from_two_folders_and_two_formats(tmp_path, astronaut, capsys):
+    """``x/a.jpg``, ``x/a.png`` and ``y/a.jpg`` each get their own files, told apart by a suffix."""
+    sizes = {"x/a.jpg": 512, "x/a.png": 400, "y/a.jpg": 300}
+    for name, side in sizes.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), cv2.resize(astronaut, (side, side)))
+    out_dir = tmp_path / "out"
+    code, stdout, _ = run([tmp_path / "x", tmp_path / "y" / "a.jpg", "--out", out_dir, "--formats", "npz,png",
+                           "--quiet"], capsys)
+    assert code == 0, stdout
+    # folders list their files sorted (a.jpg before a.png); the first use of a stem keeps it
+    for stem, side in (("a", 512), ("a_2", 400), ("a_3", 300)):
+        with np.load(out_dir / f"{stem}_person0.npz") as data:
+            assert list(data["image_size"]) == [side, side]
+        assert cv2.imread(str(out_dir / f"{stem}_overlay.png")).shape[:2] == (side, side)
+    assert _written(stdout) == len(_files(out_dir)) == 9
+
+
+def test_summary_counts_the_files_in_the_folder(folder, tmp_path, astronaut, capsys):
+    """Photos, a stochastic run with every hypothesis, a video: the summary's count is what the folder holds."""
+    video = folder / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
+    for i in range(2):
+        writer.write(np.roll(cv2.resize(astronaut, (256, 256)), 2 * i, axis=1))
+    writer.release()
+    out_dir = tmp_path / "out"
+    code, stdout, _ = run([folder, "--out", out_dir, "--mode", "stochastic", "--samples", "2", "--all-samples",
+                           "--formats", "obj,ply,npz,png,mp4", "--max-people", "1", "--quiet"], capsys)
+    assert code == 0, stdout
+    files = _files(out_dir)
+    assert "astronaut_person0_sample1.ply" in files and "clip_overlay.mp4" in files
+    assert "clip/frame_000001_person0_sd.png" in files
+    assert _written(stdout) == len(files)
+
+
+def test_defaults_are_the_shared_settings(folder, tmp_path, capsys):
+    from megaviewer.cli import build_infer_parser
+    from megaviewer.settings import DEFAULTS
+
+    args = build_infer_parser().parse_args(["x", "--out", "o"])
+    assert (args.mode, args.steps, args.temperature, args.seed, args.camera_fit) == (
+        DEFAULTS.mode, DEFAULTS.steps, DEFAULTS.temperature, DEFAULTS.seed, DEFAULTS.fit_camera)
+    out_dir = tmp_path / "out"
+    code, stdout, _ = run([folder / "astronaut.png", "--out", out_dir, "--mode", "stochastic", "--formats", "npz",
+                           "--quiet"], capsys)
+    assert code == 0, stdout
+    with np.load(out_dir / "astronaut_person0.npz") as data:
+        assert data["tokens"].shape[0] == DEFAULTS.num_samples

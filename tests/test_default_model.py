@@ -23,9 +23,9 @@ def evaluation(synthetic_meshes, body_assets):
 
 def test_default_beats_mean_pose_baseline_on_body_pose(evaluation):
     """Regression guard at the level the shipped CPU model reaches (README): its rotation-free body error
-    (PA-MPJPE) is clearly below the mean-pose baseline's. The MEGA issue asks for a wider margin (and for
-    PA-MPJPE <= 45 mm), which this short CPU training does not reach yet — see the issue notes. On these 64
-    people the session-3 model measures 0.56 x the baseline (session 2's: 0.65, session 1's: 0.71)."""
+    (PA-MPJPE) is clearly below the mean-pose baseline's. The project's target (PA-MPJPE <= 45 mm) asks for a
+    wider margin, which the short CPU training does not reach (README, "Status of the shipped models"). On
+    these 64 people the shipped model measures about 0.56 x the baseline."""
     det, base = evaluation["deterministic"], evaluation["mean_pose_baseline"]
     assert det["pa_mpjpe"] < 0.62 * base["pa_mpjpe"], (det, base)
 

@@ -72,3 +72,65 @@ def test_bad_inputs_are_named(engine, keypoints):
     nan[3] = float("nan")
     res = engine.recover(nan)
     assert torch.isfinite(res.camera_vertices).all()
+
+
+@pytest.mark.parametrize("items, q", [(1, 1), (1, 3), (2, 1), (2, 3), (3, 2)])
+def test_camera_fit_covers_every_hypothesis(engine, body_assets, items, q):
+    """Whatever the batch of keypoint sets and Q, every hypothesis is fitted to its own item's keypoints."""
+    from megaviewer.camera import weak_perspective_project
+
+    # A body's joints seen upright, then turned by 90 degrees per item: each item's own set fits best.
+    joints = engine.coco_regressor @ body_assets.template.float()
+    xy = joints[:, :2] * torch.tensor([1.0, -1.0]) / joints[:, :2].abs().max() * 0.8
+    turn = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    kp = torch.stack([torch.cat([xy @ torch.linalg.matrix_power(turn, i).T, torch.full((17, 1), 0.9)], 1)
+                      for i in range(items)])
+    res = engine.recover(kp, mode="stochastic", num_samples=q, steps=2, seed=0)
+    fit = res.camera_fit
+    assert fit is not None and fit.fitted.shape == (items * q,) and fit.fitted.all()
+    joints = torch.einsum("jv,qvc->qjc", engine.coco_regressor, res.canonical_vertices)
+    projected = weak_perspective_project(joints @ res.rotation.transpose(-1, -2), res.cam_weak)
+    errors = (projected[:, None] - kp[None, :, :, :2]).norm(dim=-1).mean(-1)  # (hypothesis, keypoint set)
+    own = torch.arange(items).repeat_interleave(q)
+    torch.testing.assert_close(errors[torch.arange(items * q), own], fit.error_after, atol=1e-4, rtol=1e-4)
+    if items > 1:  # and it is the nearest set: rows are not fitted to another item's keypoints
+        assert torch.equal(errors.argmin(dim=1), own)
+
+
+def test_keypoints_per_row_never_skips_a_hypothesis():
+    from megaviewer.engine import _keypoints_per_row
+
+    kp = torch.arange(2 * 17 * 3, dtype=torch.float32).reshape(2, 17, 3)
+    rows = _keypoints_per_row(kp, 6, 3)
+    assert torch.equal(rows[:3], kp[:1].expand(3, -1, -1)) and torch.equal(rows[3:], kp[1:].expand(3, -1, -1))
+    assert _keypoints_per_row(kp[:1], 5, 1).shape == (5, 17, 3)  # one set serves rows that are not Q x B
+    with pytest.raises(ValueError, match="cannot fit the camera of 5 hypotheses to 2 keypoint sets"):
+        _keypoints_per_row(kp, 5, 2)
+
+
+def test_timings_are_one_entry_per_stage(engine, keypoints, monkeypatch):
+    """Each stage on its own clock: a slow camera fit shows as camera_fit_ms, not in or out of decode_ms."""
+    import time
+
+    import megaviewer.engine as engine_module
+
+    real_fit = engine_module.fit_camera_to_keypoints
+
+    def slow_fit(*args, **kwargs):
+        time.sleep(0.05)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "fit_camera_to_keypoints", slow_fit)
+    res = engine.recover(keypoints, mode="stochastic", num_samples=2, steps=2)
+    t = res.timings_ms
+    assert set(t) == {"generate_ms", "decode_ms", "camera_fit_ms", "place_ms"}
+    assert t["camera_fit_ms"] >= 50 and 0 < t["decode_ms"] < 50 and all(v >= 0 for v in t.values())
+    assert set(engine.recover(keypoints, fit_camera=False).timings_ms) == {"generate_ms", "decode_ms", "place_ms"}
+
+
+def test_recover_defaults_come_from_the_settings(engine, keypoints):
+    from megaviewer.settings import DEFAULTS
+
+    res = engine.recover(keypoints, mode="stochastic")
+    assert res.num_samples == DEFAULTS.num_samples and res.trace.tokens.shape[0] == DEFAULTS.steps
+    assert engine.recover(keypoints).num_samples == 1

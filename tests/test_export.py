@@ -120,3 +120,26 @@ def test_bad_inputs_are_refused(tmp_path, mesh):
     assert not list(tmp_path.iterdir())
     torch_verts = torch.as_tensor(verts)
     assert export_mesh(tmp_path / "t.ply", torch_verts, torch.as_tensor(faces)).exists()  # tensors accepted
+
+
+def test_png_export_is_atomic_and_reads_back(tmp_path, monkeypatch):
+    import cv2
+
+    from megaviewer.io.export import export_png
+
+    bgr = np.zeros((20, 30, 3), np.uint8)
+    bgr[..., 2] = 255  # red in BGR
+    assert (cv2.imread(str(export_png(tmp_path / "a.b.png", bgr)))[..., 2] == 255).all()
+    assert (cv2.imread(str(export_png(tmp_path / "rgb.png", bgr[..., ::-1], rgb=True)))[..., 2] == 255).all()
+    target = tmp_path / "a.b.png"
+    before = target.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(target), "write_bytes", broken)
+    with pytest.raises(ExportError, match="no space left"):
+        export_png(target, np.full((20, 30, 3), 9, np.uint8))
+    monkeypatch.undo()
+    assert target.read_bytes() == before  # the previous picture survives, no temp file remains
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.b.png", "rgb.png"]

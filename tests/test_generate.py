@@ -149,3 +149,13 @@ def test_sample_categorical_many_draws_per_row_match_single_draws() -> None:
         for m in range(4):
             assert torch.equal(many[:, m], generate.sample_categorical(logits, temp, u[:, m].contiguous()))
 
+
+
+@pytest.mark.parametrize("return_trace", [False, True])
+def test_generate_iterative_returns_tokens_and_trace_or_none(model: Mega, cond: CondEncoding,
+                                                             return_trace: bool) -> None:
+    tokens, trace = generate.generate_iterative(model, cond, 2, lambda t, T: 1.0, _gen(0), return_trace, repeats=2)
+    assert tokens.shape == (4, N)
+    assert (trace is not None) == return_trace
+    if trace is not None:
+        assert torch.equal(trace.tokens[-1], tokens)

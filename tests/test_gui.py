@@ -156,9 +156,7 @@ def test_export_files_and_unwritable_destination(make_window, engine, tmp_path, 
     go_stochastic(qtbot, window, q=4, steps=3)
     window.state.select_sample(2)
     result = window.state.result
-    from megaviewer.gui.exporting import shown_mesh
-
-    expected, faces = shown_mesh(window.presenter)
+    expected, faces = window.presenter.shown_mesh()
     for name in ("h3.obj", "h3.ply", "h3.glb", "all.npz"):
         path = tmp_path / name
         (window.export_npz if name.endswith(".npz") else window.export_mesh)(path)
@@ -188,6 +186,47 @@ def test_export_files_and_unwritable_destination(make_window, engine, tmp_path, 
     window.last_message = None
     assert not window.save_screenshot(blocker / "view.png")
     assert window.last_message[0] == "error"
+
+
+def test_cli_and_app_recover_the_same_meshes(make_window, engine, astronaut_bgr, tmp_path, qtbot, monkeypatch,
+                                            capsys):
+    """One photo through ``megaviewer infer`` and through the app (both with the real detector): both call the
+    one recovery function, and the app's NPZ export has the CLI's name and the CLI's meshes."""
+    from megaviewer.app import pipeline
+    from megaviewer.cli import main
+
+    calls: list[str] = []
+    real = pipeline.recover_person
+
+    def spy(*args, **kwargs):
+        calls.append("call")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "recover_person", spy)
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut_bgr)
+    cli_out = tmp_path / "cli"
+    assert main(["infer", str(photo), "--out", str(cli_out), "--mode", "stochastic", "--samples", "3", "--steps", "2",
+                 "--formats", "npz", "--quiet"], engine=engine) == 0, capsys.readouterr()
+    assert len(calls) == 1
+
+    window = make_window(engine, detector_factory=None)
+    window.open_path(photo)
+    wait_result(qtbot, window, mode="deterministic")
+    go_stochastic(qtbot, window, q=3, steps=2)
+    assert len(calls) >= 3  # the app's deterministic and stochastic runs went through the same function
+    app_out = tmp_path / "app"
+    app_out.mkdir()
+    name = window.default_name("npz")
+    window.export_npz(app_out / name)
+    qtbot.waitUntil((app_out / name).exists, timeout=WAIT_MS)
+    assert [p.name for p in cli_out.iterdir()] == [name] == ["astronaut_person0.npz"]
+    with np.load(cli_out / name) as cli, np.load(app_out / name) as app:
+        np.testing.assert_array_equal(app["keypoints_2d"], cli["keypoints_2d"])
+        np.testing.assert_array_equal(app["tokens"], cli["tokens"])
+        np.testing.assert_allclose(app["camera_vertices"], cli["camera_vertices"], atol=1e-6)
+    window.state.select_sample(2)
+    assert window.default_name("obj") == "astronaut_person0_sample2.obj"
 
 
 def test_pick_a_person_by_clicking(make_window, engine, qtbot):

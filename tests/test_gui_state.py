@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from megaviewer.app.pipeline import Person, largest_person
 from megaviewer.generate import Trace
-from megaviewer.gui.raster import orientation, overlay_rgba, thumbnail_rgba
 from megaviewer.gui.scene import BodyScene, ResultMeshes, token_centres
-from megaviewer.gui.state import MEAN, REFERENCE, Person, RecoverySettings, ViewerState, largest_person
+from megaviewer.gui.state import MEAN, REFERENCE, ViewerState
 from megaviewer.gui.workers import LatestSlot
+from megaviewer.render.raster import orientation, overlay_layer, thumbnail_rgba
 from megaviewer.result import RecoveryResult
+from megaviewer.settings import RecoverySettings
+from megaviewer.vision.detector import PersonDetection
 
 T, Q, N, V = 3, 4, 54, 1229
 
@@ -36,11 +39,18 @@ def fake_result(mode: str = "stochastic", q: int = Q) -> RecoveryResult:
                           joints=torch.zeros(q, 17, 3), faces=torch.zeros(1, 3, dtype=torch.long), trace=trace)
 
 
+def _person(size: float) -> Person:
+    """A detected person whose keypoints span a ``size`` px square."""
+    kp = np.ones((17, 3))
+    kp[:, :2] = np.linspace(0.0, size, 17)[:, None]
+    return Person(PersonDetection.from_keypoints(kp, (100, 100)))
+
+
 def test_state_indices_and_notifications():
     state, seen = ViewerState(), []
     state.subscribe(seen.append)
     state.set_image(np.zeros((4, 4, 3), np.uint8))
-    people = [Person(np.zeros((17, 3)), (0, 0, 1, 1)), Person(np.zeros((17, 3)), (0, 0, 5, 5))]
+    people = [_person(10.0), _person(50.0)]
     state.set_people(people)
     assert state.person == 1 == largest_person(people)  # the biggest box is pre-selected
     state.set_result(fake_result(), reference=fake_result("deterministic", 1))
@@ -118,7 +128,7 @@ def test_rasteriser_draws_front_faces(body_assets):
     thumb = thumbnail_rgba(verts, faces, (72, 112), np.array([200, 200, 200], np.uint8))
     assert thumb[..., 3].mean() > 20 and thumb[..., :3].std() > 5  # a shaded silhouette
     camera = verts * np.array([1.0, -1.0, -1.0]) + np.array([0.0, 0.0, 3.0])
-    over = overlay_rgba(camera, faces, 500.0, (320, 320), np.array([200, 200, 200], np.uint8))
+    over = overlay_layer([camera], faces, 500.0, (320, 320), np.array([200, 200, 200], np.uint8))
     ys, xs = np.nonzero(over[..., 3])
     assert abs(xs.mean() - 160) < 20 and ys.min() < 160 < ys.max()  # centred on the principal point
 

@@ -143,7 +143,7 @@ def test_sinusoidal_encoding() -> None:
 def test_rotcam_head_init_and_param_count() -> None:
     torch.manual_seed(0)
     head = RotCamHead(2048, 1024).eval()
-    # Same parameter count as the original ResNet-50 head (GELU has none): ref. §9.
+    # Same parameter count as the original ResNet-50 head (GELU has none): docs/original-implementation.md §9.
     assert sum(p.numel() for p in head.parameters()) == 2048 * 1024 + 1024 + 1024 * 1024 + 1024 + 6150 + 3075
     rot6d, cam = head(torch.randn(4, 2048))
     torch.testing.assert_close(rot6d_to_matrix(rot6d), torch.eye(3).expand(4, 3, 3), atol=0.05, rtol=0)
@@ -220,7 +220,7 @@ def test_paper_preset_builds_and_counts() -> None:
     torch.manual_seed(0)
     model = Mega(get_preset("paper", conditioning=ConditioningConfig(kinds=("keypoints",)))).eval()
     counts = model.parameter_counts()
-    assert counts["encoder"] == 151_700_480 and counts["decoder"] == 50_954_752  # reference-facts §9
+    assert counts["encoder"] == 151_700_480 and counts["decoder"] == 50_954_752  # docs/original-implementation.md §9
     assert counts["encoder"] + counts["decoder"] == 202_655_232
     with torch.inference_mode():
         out = model(torch.zeros(1, N, dtype=torch.long), torch.zeros(1, N, dtype=torch.bool),

@@ -1,4 +1,5 @@
-"""Off-screen rendering (EGL, no X): overlays land where the mesh projects, heatmaps use both ends of the map."""
+"""Rendering without a window: overlays (software rasteriser) land where the mesh projects, VTK heatmaps (EGL,
+no X) use both ends of the map."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import pytest
 import torch
 
 from megaviewer.camera import FLIP_X, perspective_project
-from megaviewer.render.offscreen import (
-    display_mesh,
-    display_scalars,
-    render_overlay,
-    render_sd_heatmap,
-    render_side_view,
-)
+from megaviewer.render.offscreen import display_mesh, display_scalars, render_sd_heatmap, render_side_view
+from megaviewer.render.raster import blend, overlay_layer
+
+GREY = np.array([200, 200, 200], np.uint8)
+
+
+def render_overlay(photo: np.ndarray, meshes: list, faces: np.ndarray, focal: float,
+                   max_side: int | None = None) -> np.ndarray:
+    h, w = photo.shape[:2]
+    return blend(photo, overlay_layer(meshes, faces, focal, (w, h), GREY, max_side))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,20 @@ def test_overlay_edge_cases(scene):
     behind = display * np.array([1.0, 1.0, -1.0], np.float32)  # behind the camera: invisible
     assert np.array_equal(render_overlay(photo, [behind], faces, focal), photo)
     big = np.zeros((2000, 3000, 3), np.uint8)
-    assert render_overlay(big, [], faces, focal).shape == (1280, 1920, 3)  # capped long side
+    assert render_overlay(big, [display], faces, focal, max_side=1920).shape == (1280, 1920, 3)  # capped long side
+
+
+def test_overlay_sorts_depth_across_people(scene):
+    """Two people, one behind the other: the nearer one covers the farther one where they overlap."""
+    display, faces, focal, _ = scene
+    far = display + np.array([0.0, 0.0, 2.0], np.float32)
+    near_only = overlay_layer([display], faces, focal, (320, 240), GREY)
+    red, blue = np.array([255, 0, 0], np.uint8), np.array([0, 0, 255], np.uint8)
+    for order in ([display, far], [far, display]):
+        colours = [red if m is display else blue for m in order]
+        both = overlay_layer(order, faces, focal, (320, 240), colours)
+        covered = near_only[..., 3] == 255
+        assert (both[covered][:, 0] > both[covered][:, 2]).mean() > 0.95  # the near (red) body wins
 
 
 def test_heatmap_has_blue_and_red_and_a_colour_bar(scene):

@@ -572,7 +572,7 @@ def test_crowd_of_tiled_photos_finds_each_person_up_to_max_people(detector, astr
 def test_person_cut_by_the_image_border(detector, astronaut):
     """The astronaut shifted so the left part of the body is outside the photo: found, keypoints only
     inside the image, the crop box may stick out of the image, and the recovered mesh is finite."""
-    from megaviewer.vision.pipeline import recover_people
+    from megaviewer.app.pipeline import recover_people
 
     cut = np.ascontiguousarray(astronaut[:, 180:])
     people = recover_people(tiny_engine(), detector, cut, return_trace=False)
@@ -600,7 +600,7 @@ def test_no_person_is_a_message_not_an_error(detector, image):
 def test_cli_video_cut_mid_stream_and_an_empty_video_in_one_batch(tmp_path, capsys, no_mediapipe, monkeypatch):
     """A video truncated mid-stream yields its first frames and counts as processed; a zero-byte video
     fails with a message; the image after them is still processed."""
-    import megaviewer.cli as cli_mod
+    from megaviewer.app.batch import BatchJob
     from megaviewer.vision.detector import DetectionList
 
     class NobodyDetector:  # the video path always detects; a stub keeps this test about the video plumbing
@@ -613,7 +613,7 @@ def test_cli_video_cut_mid_stream_and_an_empty_video_in_one_batch(tmp_path, caps
         def close(self):
             pass
 
-    monkeypatch.setattr(cli_mod.InferJob, "detector", lambda self, tracking=False: NobodyDetector())
+    monkeypatch.setattr(BatchJob, "detector", lambda self, tracking=False: NobodyDetector())
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
     for i in range(30):

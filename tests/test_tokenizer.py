@@ -206,8 +206,8 @@ def shipped_tokenizer():
 def test_shipped_tokenizer_round_trip_on_unseen_meshes(shipped_tokenizer, synthetic_meshes):
     """Meshes from a seed no training stream uses reconstruct as well as the shipped metrics say.
 
-    The foundation issue's target is PVE <= 5 mm; the shipped tokenizer reaches ~15 mm (README), so this
-    guards the recorded figure (+15 %) rather than claiming the target."""
+    The project's target is PVE <= 5 mm; the shipped tokenizer reaches ~15 mm (README), so this guards the
+    recorded figure (+15 %) rather than claiming the target."""
     from megaviewer.paths import tokenizer_dir
 
     target = json.loads((tokenizer_dir() / "metrics.json").read_text())

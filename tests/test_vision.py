@@ -115,7 +115,7 @@ def test_tracking_detector_follows_video_frames(astronaut):
 
 
 def test_pipeline_recovers_each_person_and_reports_nobody(detector, astronaut):
-    from megaviewer.vision.pipeline import recover_people
+    from megaviewer.app.pipeline import recover_people
 
     engine = tiny_engine()
     people = recover_people(engine, detector, astronaut, mode="stochastic", num_samples=2, return_trace=False)
@@ -285,8 +285,8 @@ def test_trained_model_reprojects_onto_detected_keypoints(photo, detector, reque
     """The recovered COCO joints, projected with the full-image camera, land on the detected keypoints."""
     import torch
 
+    from megaviewer.app.pipeline import recover_people
     from megaviewer.camera import perspective_project
-    from megaviewer.vision.pipeline import recover_people
 
     image = request.getfixturevalue(photo)
     h, w = image.shape[:2]
@@ -295,7 +295,7 @@ def test_trained_model_reprojects_onto_detected_keypoints(photo, detector, reque
     det, res = people[0].detection, people[0].result
     px = perspective_project(res.joints[:1].float(), res.focal, torch.tensor([[w / 2.0, h / 2.0]]))[0].numpy()
     err = np.linalg.norm(px[det.valid] - det.keypoints[det.valid, :2], axis=1)
-    # The vision issue's target: 10 % of the box. The network's own camera lands at 13-17 % (its rotation /
+    # Target: under 10 % of the box side. The network's own camera lands at 13-17 % (its rotation /
     # camera head is under-trained on a CPU); the engine's camera fit to the keypoints (on by default,
     # megaviewer.camera_fit) brings it to about 2 % (astronaut) and 4 % (cameraman).
     assert err.mean() < 0.10 * det.box_side, f"mean reprojection error {err.mean():.1f} px, box {det.box_side:.0f}"

@@ -56,6 +56,50 @@ def _run_eval_tokenizer(args) -> int:
     return 0
 
 
+def _recipe_parsers(sub) -> None:
+    from training.recipes import RECIPES
+
+    r = sub.add_parser("recipe", help="run a named recipe end to end (the shipped default: 'default')")
+    r.add_argument("name", choices=sorted(RECIPES))
+    r.add_argument("--runs", default=None, help="folder for all stages (default: runs/<name>)")
+    r.add_argument("--state", default=None,
+                   help="folder of saved training state: empty stages start from it, save-state writes it")
+    r.add_argument("--tokenizer", default=None, help="use this trained tokenizer instead of the tokenizer stage")
+    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    r.add_argument("--no-install", action="store_true", help="do not copy the results into resources/")
+    r.add_argument("--estimate", action="store_true", help="only print the recipe and how long it takes")
+    r.add_argument("--until", default=None, choices=("tokenizer", "pretrain", "conditioned"),
+                   help="stop after this stage")
+
+    s = sub.add_parser("save-state", help="copy each stage's latest checkpoint of a recipe run into --state")
+    s.add_argument("name", help="recipe name (for the default --runs)")
+    s.add_argument("--runs", default=None, help="folder of the run (default: runs/<name>)")
+    s.add_argument("--state", required=True)
+
+
+def _run_recipe(args) -> int:
+    from training.recipes import get_recipe
+    from training.run_recipe import describe, run_recipe
+
+    recipe = get_recipe(args.name)
+    if args.estimate:
+        print(describe(recipe))
+        print(json.dumps(recipe.to_dict(), indent=2))
+        return 0
+    result = run_recipe(recipe, args.runs or f"runs/{args.name}", install=not args.no_install,
+                        threads=args.threads, state_dir=args.state, tokenizer_dir=args.tokenizer,
+                        until=args.until)
+    return 0 if result is not None or args.until else 3
+
+
+def _run_save_state(args) -> int:
+    from training.run_recipe import save_state
+
+    saved = save_state(args.runs or f"runs/{args.name}", args.state)
+    print(json.dumps(saved, indent=2) if saved else "megaviewer-train: no checkpoint to save yet")
+    return 0
+
+
 def _mega_common(p) -> None:
     """Options shared by ``pretrain`` and ``train`` (MEGA on the tokenised mesh pool)."""
     from megaviewer.masking import SCHEDULES
@@ -176,7 +220,8 @@ def _run_image_path(args) -> int:
 
 
 COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer, "pretrain": _run_pretrain,
-            "train": _run_train, "image-path": _run_image_path}
+            "train": _run_train, "image-path": _run_image_path, "recipe": _run_recipe,
+            "save-state": _run_save_state}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _tokenizer_parser(sub)
     _mega_parsers(sub)
+    _recipe_parsers(sub)
     return parser
 
 

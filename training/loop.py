@@ -51,6 +51,7 @@ OPTIMIZER_NAME = "optimizer.safetensors"
 EXTRA_STATE_NAME = "extra_state.safetensors"
 TRAINER_STATE_NAME = "trainer_state.json"
 LAST_NAME = "last.json"
+TRAINING_SUMMARY_NAME = "training.json"  # in final/: steps and wall-clock seconds over all invocations
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 # Loop settings that do not change the maths; a resume may change them without a warning.
@@ -194,7 +195,8 @@ def _remove_stray_temps(folder: Path) -> None:
 
 
 def _save_training_checkpoint(task: TrainTask, model: nn.Module, optimizer: torch.optim.Optimizer,
-                              cfg: LoopConfig, step: int, fingerprint: str, info: DistInfo) -> Path:
+                              cfg: LoopConfig, step: int, fingerprint: str, info: DistInfo,
+                              train_seconds: float = 0.0) -> Path:
     root = Path(cfg.out_dir) / "checkpoints"
     folder = checkpoint_dir(cfg.out_dir, step)
     folder.mkdir(parents=True, exist_ok=True)
@@ -206,7 +208,7 @@ def _save_training_checkpoint(task: TrainTask, model: nn.Module, optimizer: torc
     if extra_state is not None:
         save_tensors(folder / EXTRA_STATE_NAME, dict(extra_state()))
     state = {"format": FORMAT_VERSION, "step": step, "task_fingerprint": fingerprint,
-             "world_size": info.world_size, "loop_config": _normalised(cfg)}
+             "world_size": info.world_size, "loop_config": _normalised(cfg), "train_seconds": train_seconds}
     atomic_write_text(folder / TRAINER_STATE_NAME, json.dumps(state, indent=2, sort_keys=True))
     _fsync_dir(folder)
     # The commit point: only now does this folder become the one a restart resumes from.
@@ -232,11 +234,12 @@ def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def _resume(task: TrainTask, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: LoopConfig,
-            fingerprint: str, info: DistInfo) -> int:
-    """Restore the last committed checkpoint into model, optimizer and task; return its step (0 if none)."""
+            fingerprint: str, info: DistInfo) -> tuple[int, float]:
+    """Restore the last committed checkpoint into model, optimizer and task; return its step (0 if none)
+    and the wall-clock seconds of training it took, summed over every invocation that led to it."""
     folder = find_last_checkpoint(cfg.out_dir)
     if folder is None:
-        return 0
+        return 0, 0.0
     state_path = folder / TRAINER_STATE_NAME
     try:
         state = json.loads(state_path.read_text())
@@ -272,7 +275,7 @@ def _resume(task: TrainTask, model: nn.Module, optimizer: torch.optim.Optimizer,
         if state.get("world_size", info.world_size) != info.world_size:
             warnings.warn(f"resuming {folder} (world size {state.get('world_size')}) with world size "
                           f"{info.world_size}; batches differ from an uninterrupted run", stacklevel=4)
-    return step
+    return step, float(state.get("train_seconds", 0.0))
 
 
 def train(task: TrainTask, cfg: LoopConfig) -> Path:
@@ -299,7 +302,8 @@ def _train(task: TrainTask, cfg: LoopConfig, info: DistInfo) -> Path:
     config = task.config_dict()
     fingerprint = task_fingerprint(config)
     optimizer = make_optimizer(raw_model, cfg)
-    start = _resume(task, raw_model, optimizer, cfg, fingerprint, info)
+    start, seconds_before = _resume(task, raw_model, optimizer, cfg, fingerprint, info)
+    invocation_start = time.perf_counter()
     barrier(info)  # every rank has read the checkpoint before rank 0 may write or prune any
     end = cfg.total_steps if cfg.stop_at is None else min(cfg.total_steps, cfg.stop_at)
     if start > cfg.total_steps and info.is_main:
@@ -371,7 +375,8 @@ def _train(task: TrainTask, cfg: LoopConfig, info: DistInfo) -> Path:
                 window, window_start = 0, time.perf_counter()
             if done % cfg.ckpt_every == 0 or done == end:
                 if info.is_main:
-                    _save_training_checkpoint(task, raw_model, optimizer, cfg, done, fingerprint, info)
+                    seconds = seconds_before + time.perf_counter() - invocation_start
+                    _save_training_checkpoint(task, raw_model, optimizer, cfg, done, fingerprint, info, seconds)
                     writer.flush()
                 barrier(info)
                 last_folder = checkpoint_dir(out_dir, done)
@@ -387,5 +392,9 @@ def _train(task: TrainTask, cfg: LoopConfig, info: DistInfo) -> Path:
         final.mkdir(parents=True, exist_ok=True)
         _remove_stray_temps(final)
         save_checkpoint(final, raw_model, config)
+        last = find_last_checkpoint(out_dir)
+        seconds = json.loads((last / TRAINER_STATE_NAME).read_text()).get("train_seconds") if last else None
+        atomic_write_text(final / TRAINING_SUMMARY_NAME,
+                          json.dumps({"steps": cfg.total_steps, "train_seconds": seconds}, indent=2))
     barrier(info)
     return final

@@ -1,4 +1,4 @@
-"""Conditioned MEGA training (paper Sec. 3.3 "Masked generative modeling for HMR", reference-facts §3, §5).
+"""Conditioned MEGA training (paper Sec. 3.3 "Masked generative modeling for HMR"; docs/original-implementation.md §5).
 
 Each step draws pool meshes, synthesises 2D-keypoint observations of them (fresh random cameras, crops
 and detector noise: :mod:`training.data.observations`), masks the mesh tokens with the same schedule as

@@ -1,4 +1,4 @@
-"""Self-supervised MEGA pre-training on tokenised meshes (paper Sec. 3.3, reference-facts §3).
+"""Self-supervised MEGA pre-training on tokenised meshes (paper Sec. 3.3; docs/original-implementation.md §5).
 
 Each step draws pool rows with the step's generator, masks them with ONE τ per batch (cosine schedule
 by default; ``linear`` and ``full`` are the paper's ablations) and trains the unconditioned model with

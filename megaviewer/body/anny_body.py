@@ -70,6 +70,17 @@ class AnnyBody(BodyModel):
         """Index of a bone in the pose tensor (which excludes the root)."""
         return self.pose_joint_names.index(name)
 
+    def region_mask(self, roots: tuple[str, ...]) -> torch.Tensor:
+        """(V,) bool: vertices whose strongest skinning bone is one of ``roots`` or descends from one, e.g.
+        ``("wrist.L", "wrist.R")`` for the hands; used to report errors where the mesh is finest."""
+        parents = [int(p) for p in self.anny.bone_parents]
+        inside = [False] * len(self.bone_names)
+        for i, name in enumerate(self.bone_names):  # parents precede children in Anny's order
+            inside[i] = name in roots or (parents[i] >= 0 and inside[parents[i]])
+        strongest = self.anny.vertex_bone_indices.gather(
+            -1, self.anny.vertex_bone_weights.argmax(-1, keepdim=True))[:, 0]
+        return torch.tensor(inside)[strongest.long()]
+
     def default_shape(self, batch: int) -> torch.Tensor:
         return torch.full((batch, len(PHENOTYPES)), 0.5)
 

@@ -2,7 +2,7 @@
 
 Frame convention (same as the original MEGA / SMPL): metres, y up, the body facing +z in its rest
 orientation. A *canonical* mesh has the global root orientation removed and its vertex centroid
-subtracted (reference-facts §1.6). The *global* mesh is ``R · canonical`` for the root rotation ``R``,
+subtracted (docs/original-implementation.md §2). The *global* mesh is ``R · canonical`` for the root rotation ``R``,
 which is exactly how the original builds its targets, so rotation and shape can be learnt separately.
 """
 

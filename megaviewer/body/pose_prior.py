@@ -53,15 +53,46 @@ class PosePriorConfig:
     finger_curl_deg: float = 18.0  # fixed relaxed hand
     scapula_share: float = 0.2  # part of the arm elevation taken by the shoulder girdle
     max_rounds: int = 12  # rejection rounds before falling back to a plain standing pose
+    # Real motion (used only when the prior is given a MotionBank): the chance that a sample is a motion
+    # frame rather than a key pose, the noise on such frames (they are real poses already), and blends
+    # with a random key pose of weight up to motion_blend_max in motion_blend_prob of them.
+    motion_prob: float = 0.4
+    motion_noise_scale: float = 0.5
+    motion_blend_prob: float = 0.3
+    motion_blend_max: float = 0.3
+
+
+@dataclass(frozen=True)
+class MotionBank:
+    """Frames of real motion retargeted onto the prior's angles (``training.data.motion_clips``).
+
+    ``angles`` (F, D) degrees in ``DOF_NAMES`` order; ``root`` (F, 3, 3) the pelvis rotation in the shared
+    frame (y up, facing +z), which carries lying, crawling and rolling orientations; ``clip_index`` (F,)
+    which clip each frame is from. Clips are drawn uniformly, then a frame, so long clips do not dominate.
+    """
+
+    angles: torch.Tensor
+    root: torch.Tensor
+    clip_index: torch.Tensor
+    clip_names: tuple[str, ...]
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Frame indices (B,): a uniform clip, then a uniform frame of it."""
+        clips = torch.randint(len(self.clip_names), (batch,), generator=generator)
+        counts = torch.bincount(self.clip_index, minlength=len(self.clip_names))
+        starts = torch.cumsum(counts, 0) - counts
+        offset = (torch.rand(batch, generator=generator) * counts[clips]).long().clamp_max(counts[clips] - 1)
+        return starts[clips] + offset
 
 
 class PosePrior:
     """Draws :class:`BodyParams` for an :class:`AnnyBody` (see module docstring)."""
 
     def __init__(self, body: AnnyBody, config: PosePriorConfig | None = None,
-                 key_poses: tuple[KeyPose, ...] = KEY_POSES):
+                 key_poses: tuple[KeyPose, ...] = KEY_POSES, motion: MotionBank | None = None):
         self.config = config or PosePriorConfig()
         self.body = body
+        self.motion = motion if motion is not None and self.config.motion_prob > 0 else None
         self.key_poses = key_poses
         self.num_joints = len(body.pose_joint_names)
         self._key_angles = torch.stack([_key_vector(k) for k in key_poses])  # (K, D)
@@ -119,9 +150,9 @@ class PosePrior:
     def sample_with_angles(self, batch: int, generator: torch.Generator) -> tuple[BodyParams, torch.Tensor]:
         """As :meth:`sample`, also returning the anatomical angles (B, D) in degrees (``DOF_NAMES``)."""
         shape = self.sample_phenotypes(batch, generator)
-        angles, root = self._sample_valid_angles(shape, generator)
+        angles, root, frame_root = self._sample_valid_angles(shape, generator)
         pose = self.angles_to_pose(angles)
-        orient = self.sample_orientation(root, generator)
+        orient = self.sample_orientation(root, generator, frame_root)
         return BodyParams(pose=pose, shape=shape, global_orient=orient), angles
 
     def _sample_valid_angles(self, shape: torch.Tensor, generator: torch.Generator):
@@ -129,22 +160,27 @@ class PosePrior:
         batch = shape.shape[0]
         angles = torch.zeros(batch, len(DOF_NAMES))
         root = torch.zeros(batch, 2)
+        frame_root = torch.eye(3).repeat(batch, 1, 1) if self.motion is not None else None
         todo = torch.arange(batch)
         for _ in range(self.config.max_rounds):
-            cand, cand_root = self.sample_angles(shape[todo], generator)
+            cand, cand_root, cand_frame = self.sample_angles(shape[todo], generator)
             ok = ~self.capsules.intersects(self.angles_to_pose(cand))
             angles[todo[ok]], root[todo[ok]] = cand[ok], cand_root[ok]
+            if frame_root is not None:
+                frame_root[todo[ok]] = cand_frame[ok]
             todo = todo[~ok]
             if todo.numel() == 0:
                 break
         if todo.numel():  # plain standing, arms slightly out: always valid
             angles[todo] = standing_angles(todo.numel())
             root[todo] = 0.0
-        return angles, root
+        return angles, root, frame_root
 
-    def sample_angles(self, shape: torch.Tensor,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Key pose (or blend) + correlated noise + mirroring, clamped: angles (B, D), root tilt (B, 2)."""
+    def sample_angles(self, shape: torch.Tensor, generator: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Key pose (or blend) or motion frame, + correlated noise + mirroring, clamped: angles (B, D), key
+        root tilt (B, 2), and the motion frames' root rotations (B, 3, 3; identity for key poses), or
+        ``None`` when the prior has no motion (then no random number is drawn for motion at all)."""
         cfg, batch = self.config, shape.shape[0]
         key = torch.multinomial(self._key_weight, batch, replacement=True, generator=generator)
         partner = torch.multinomial(self._same_cat[key], 1, generator=generator)[:, 0]
@@ -152,7 +188,11 @@ class PosePrior:
         blend = blend * (torch.rand(batch, generator=generator) < cfg.interpolate_prob)
         angles = torch.lerp(self._key_angles[key], self._key_angles[partner], blend[:, None])
         root = torch.lerp(self._key_root[key], self._key_root[partner], blend[:, None])
-        angles = angles + self._correlated_noise(batch, generator)
+        noise = self._correlated_noise(batch, generator)
+        frame_root = None
+        if self.motion is not None:
+            angles, root, noise, frame_root = self._mix_motion(angles, root, noise, key, generator)
+        angles = angles + noise
         # Heavier, more muscular bodies hold their arms and thighs a little further out.
         bulk = (shape[:, 2] + shape[:, 3] - 1.0).clamp_min(0.0)
         for s in "lr":
@@ -161,7 +201,26 @@ class PosePrior:
         mirror = torch.rand(batch, generator=generator) < cfg.mirror_prob
         angles = torch.where(mirror[:, None], mirror_angles(angles), angles)
         root = torch.where(mirror[:, None], root * torch.tensor([1.0, -1.0]), root)
-        return _clamp(angles), root
+        if frame_root is not None:  # a reflection x -> -x of the body: S R S with S = diag(-1, 1, 1)
+            flip = torch.tensor([-1.0, 1.0, 1.0])
+            frame_root = torch.where(mirror[:, None, None], frame_root * flip[:, None] * flip, frame_root)
+        return clamp_angles(angles), root, frame_root
+
+    def _mix_motion(self, angles: torch.Tensor, root: torch.Tensor, noise: torch.Tensor, key: torch.Tensor,
+                    generator: torch.Generator):
+        """Replace a ``motion_prob`` share of the rows by motion frames: their angles (blended with the row's
+        key pose in some), their root rotation, no key tilt, and scaled-down noise."""
+        cfg, motion, batch = self.config, self.motion, angles.shape[0]
+        use = torch.rand(batch, generator=generator) < cfg.motion_prob
+        frame = motion.sample(batch, generator)
+        weight = torch.rand(batch, generator=generator) * cfg.motion_blend_max
+        weight = weight * (torch.rand(batch, generator=generator) < cfg.motion_blend_prob)
+        moving = torch.lerp(motion.angles[frame], self._key_angles[key], weight[:, None])
+        angles = torch.where(use[:, None], moving, angles)
+        root = torch.where(use[:, None], torch.zeros_like(root), root)
+        noise = torch.where(use[:, None], noise * cfg.motion_noise_scale, noise)
+        frame_root = torch.where(use[:, None, None], motion.root[frame], torch.eye(3).expand(batch, 3, 3))
+        return angles, root, noise, frame_root
 
     def _correlated_noise(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Per-DOF Gaussian noise, correlated across sides and along the leg and arm chains."""
@@ -197,8 +256,10 @@ class PosePrior:
         height = cfg.height_mean + cfg.height_sigma * z[:, 3]
         return torch.stack([u[:, 0], age, muscle, weight, height, proportions], -1).clamp(0.0, 1.0)
 
-    def sample_orientation(self, root: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Shared y-up/+z-front frame: R = yaw (uniform) . pitch/roll noise . key-pose pelvis tilt."""
+    def sample_orientation(self, root: torch.Tensor, generator: torch.Generator,
+                           frame_root: torch.Tensor | None = None) -> torch.Tensor:
+        """Shared y-up/+z-front frame: R = yaw (uniform) . pitch/roll noise . key-pose pelvis tilt
+        (. the motion frame's root rotation, when given)."""
         cfg, batch = self.config, root.shape[0]
         yaw = (torch.rand(batch, generator=generator) * 2.0 - 1.0) * math.pi
         tilt = (torch.randn(batch, 2, generator=generator) * cfg.tilt_sigma_deg).clamp(-cfg.tilt_max_deg,
@@ -209,7 +270,8 @@ class PosePrior:
             return rotvec_to_matrix(v)
 
         rot = axis(1, torch.rad2deg(yaw)) @ axis(0, tilt[:, 0]) @ axis(2, tilt[:, 1])
-        return rot @ axis(0, root[:, 0]) @ axis(2, -root[:, 1])
+        rot = rot @ axis(0, root[:, 0]) @ axis(2, -root[:, 1])
+        return rot if frame_root is None else rot @ frame_root
 
     # ---------------------------------------------------------------------------------------- conversion
     def angles_to_pose(self, angles: torch.Tensor) -> torch.Tensor:
@@ -286,7 +348,7 @@ def average_pairwise_distance(joints: torch.Tensor) -> float:
     return float(dist.sum() / (n * (n - 1)))
 
 
-def _clamp(angles: torch.Tensor) -> torch.Tensor:
+def clamp_angles(angles: torch.Tensor) -> torch.Tensor:
     """Clamp to the ranges of motion; the shoulder's total elevation is also capped at 180 degrees."""
     out = angles.clamp(DOF_LIMITS[:, 0], DOF_LIMITS[:, 1])
     for s in "lr":

@@ -1,6 +1,6 @@
 """SMPL / SMPL-H from the user's own model files, through ``smplx``, as a :class:`BodyModel`.
 
-Why an adapter: the original MEGA works on SMPL-H meshes (reference-facts §0), so users who hold the
+Why an adapter: the original MEGA works on SMPL-H meshes (docs/original-implementation.md §1), so users who hold the
 licensed files can run and train on exactly that body. The files themselves may not be redistributed:
 each user downloads them from the SMPL / MANO / AMASS websites, and this module never ships, fetches or
 caches them (it also keeps their arrays out of every ``state_dict``, so checkpoints never contain them).

@@ -1,4 +1,4 @@
-"""Mesh-recovery metrics in millimetres, as the original evaluation (reference-facts §6).
+"""Mesh-recovery metrics in millimetres, as the original evaluation (docs/original-implementation.md §8).
 
 All inputs are in metres. PVE and MPJPE compare centroid-centred meshes/joints (no pelvis alignment);
 PA-MPJPE first applies the similarity Procrustes alignment (scale, rotation with reflection fix,

@@ -1,6 +1,6 @@
 """Rotation conversions over batched tensors (any leading shape).
 
-Conventions follow the original MEGA code (reference-facts §0): the 6D representation is the first two
+Conventions follow the original MEGA code (docs/original-implementation.md §1): the 6D representation is the first two
 ROWS of the rotation matrix, and 6D -> matrix uses Gram-Schmidt with the resulting basis stacked as rows
 (the pytorch3d convention), so ``matrix_to_rot6d(rot6d_to_matrix(x))`` is the identity on valid inputs.
 """

@@ -1,6 +1,8 @@
-"""The megaviewer desktop app (PySide6 + pyvistaqt).
+"""The megaviewer desktop app (PySide6 + pyvistaqt): widgets, presenters and threads only.
 
-The GUI only adapts engine results to widgets: ``state`` and ``scene`` are Qt-free (what is selected, and how a
-result becomes displayable arrays), the widgets observe them, and ``workers`` keep inference off the UI thread.
-Start it with :func:`megaviewer.gui.app.run`.
+Detection, recovery, file names and writers are the Qt-free application layer's (:mod:`megaviewer.app`),
+shared with ``megaviewer infer``. Here ``state`` and ``scene`` are Qt-free too (what is selected, and how a
+result becomes displayable arrays), the widgets observe them, the presenter draws, the session runs the
+application layer on ``workers`` threads to keep the window responsive. Start it with
+:func:`megaviewer.gui.app.run`.
 """

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from megaviewer.gui.state import RecoverySettings
+from megaviewer.settings import RecoverySettings
 
 
 class RecoveryControls(QWidget):

@@ -1,7 +1,9 @@
 """File actions of the main window: open (dialog, drop, recent, command line), export and screenshots.
 
 A mixin so ``main_window.py`` stays about layout and wiring; it expects the window's ``session``, ``state``,
-``presenter``, ``viewport``, ``live_panel``, ``qsettings``, ``recent_menu`` and ``notify``.
+``presenter``, ``viewport``, ``live_panel``, ``qsettings``, ``recent_menu`` and ``notify``. Files are named
+by :func:`megaviewer.app.exports.output_name` (the rule ``megaviewer infer`` follows) and written by
+:mod:`megaviewer.io.export` on the session's export thread, so a slow disk never blocks the window.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
-from megaviewer.gui import exporting
+from megaviewer.app.exports import output_name
+from megaviewer.gui.state import MEAN, REFERENCE
 
 IMAGE_FILTER = ("Images and videos (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp *.mp4 *.avi *.mov *.mkv *.webm);;"
                 "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)")
@@ -83,7 +87,7 @@ class FileActionsMixin:
         self.setWindowTitle(f"{path.name} — megaviewer")
 
     def load_sample(self) -> None:
-        image = exporting.sample_image()
+        image = sample_image()
         if image is None:
             self.notify("info", "The sample photo needs scikit-image; open your own photo instead (Ctrl+O).")
         else:
@@ -100,44 +104,92 @@ class FileActionsMixin:
             self.open_path(files[0])
             event.acceptProposedAction()
 
+    def default_name(self, ext: str) -> str:
+        """A file name that says what is on screen (``photo_person0_sample2_step3.obj``, ``photo_person0_mean.npz``)."""
+        state = self.state
+        stem = state.image_path.stem if state.image_path is not None else "megaviewer"
+        result = state.result
+        if result is None:
+            return output_name(stem, ext)
+        person = state.person if state.person >= 0 and result.mode != "unconditional" else None
+        hypothesis: int | str | None = None
+        if ext == "npz":  # the archive holds every hypothesis: named as megaviewer infer names it
+            return output_name(stem, ext, person=person)
+        if state.sample == MEAN:
+            hypothesis = "mean"
+        elif state.sample == REFERENCE:
+            hypothesis = "deterministic"
+        elif result.num_samples > 1:
+            hypothesis = state.sample
+        step = state.step + 1 if state.step is not None and state.sample >= 0 else None
+        return output_name(stem, ext, person=person, hypothesis=hypothesis, step=step)
+
+    def _save_dialog(self, title: str, ext: str, filters: str) -> Path | None:
+        start = str(Path(self.last_folder or ".") / self.default_name(ext))
+        path, chosen = QFileDialog.getSaveFileName(self, title, start, filters)
+        return with_suffix_from_filter(path, chosen, f".{ext}") if path else None
+
     def export_mesh_dialog(self) -> None:
-        start = str(Path(self.last_folder or ".") / f"{exporting.default_stem(self.state)}.obj")
-        path, chosen = QFileDialog.getSaveFileName(self, "Export mesh", start,
-                                                   MESH_FILTER)
-        if path:
-            self.export_mesh(exporting.with_suffix_from_filter(path, chosen, ".obj"))
+        path = self._save_dialog("Export mesh", "obj", MESH_FILTER)
+        if path is not None:
+            self.export_mesh(path)
 
     def export_mesh(self, path: str | Path) -> None:
         """Write the mesh on screen (selected hypothesis / mean / reference, at the shown step)."""
+        from megaviewer.io.export import export_mesh
+
         path = Path(path)
-        vertices, faces = exporting.shown_mesh(self.presenter)
-        self.session.export("mesh", path, lambda: exporting.write_mesh(path, vertices, faces))
+        vertices, faces = self.presenter.shown_mesh()
+        self.session.export("mesh", path, lambda: export_mesh(path, vertices, faces))
 
     def export_npz_dialog(self) -> None:
-        start = str(Path(self.last_folder or ".") / f"{exporting.default_stem(self.state)}.npz")
-        path, chosen = QFileDialog.getSaveFileName(self, "Export result", start, "NumPy archive (*.npz)")
-        if path:
-            self.export_npz(exporting.with_suffix_from_filter(path, chosen, ".npz"))
+        path = self._save_dialog("Export result", "npz", "NumPy archive (*.npz)")
+        if path is not None:
+            self.export_npz(path)
 
     def export_npz(self, path: str | Path) -> None:
+        """Tokens, every hypothesis, SD, joints and camera of the result (schema in :mod:`megaviewer.io.export`)."""
+        from megaviewer.io.export import export_npz
+
         path, state = Path(path), self.state
         result, person = state.result, state.current_person
         size = (state.image.shape[1], state.image.shape[0]) if state.image is not None else None
-        detection = person.source if person is not None and hasattr(person.source, "box_center") else None
-        self.session.export("npz", path, lambda: exporting.write_npz(path, result, state.person, detection, size))
+        detection = person.detection if person is not None else None
+        index = max(state.person, 0)
+        self.session.export("npz", path, lambda: export_npz(path, result, index, detection, size))
 
     def screenshot_dialog(self) -> None:
-        start = str(Path(self.last_folder or ".") / f"{exporting.default_stem(self.state)}.png")
-        path, chosen = QFileDialog.getSaveFileName(self, "Save screenshot", start, "PNG image (*.png)")
-        if path:
-            self.save_screenshot(exporting.with_suffix_from_filter(path, chosen, ".png"))
+        path = self._save_dialog("Save screenshot", "png", "PNG image (*.png)")
+        if path is not None:
+            self.save_screenshot(path)
 
     def save_screenshot(self, path: str | Path) -> bool:
         """Save the 3D view; on an unwritable path say so (GL pixels must be read on the UI thread)."""
+        from megaviewer.io.export import export_png
+
         try:
-            exporting.write_png(Path(path), self.viewport.screenshot())
+            export_png(path, self.viewport.screenshot(), rgb=True)
         except OSError as exc:
             self.notify("error", f"Could not save {path}.\n\n{exc}")
             return False
         self.statusBar().showMessage(f"Saved {path}", 8000)
         return True
+
+
+def sample_image() -> np.ndarray | None:
+    """scikit-image's public-domain astronaut photo as BGR, or ``None`` when scikit-image is absent."""
+    try:
+        from skimage.data import astronaut
+    except ImportError:
+        return None
+    return np.ascontiguousarray(astronaut()[:, :, ::-1])
+
+
+def with_suffix_from_filter(path: str, chosen_filter: str, default: str) -> Path:
+    """Add the suffix of the chosen dialog filter when the user typed a bare name (``(*.ply)`` -> ``.ply``)."""
+    out = Path(path)
+    if out.suffix:
+        return out
+    start = chosen_filter.find("(*.")
+    suffix = chosen_filter[start + 2: chosen_filter.find(")", start)].split()[0] if start >= 0 else default
+    return out.with_suffix(suffix)

@@ -1,8 +1,8 @@
 """The hypothesis gallery: one thumbnail per sampled mesh, plus the mean and the deterministic reference.
 
-Thumbnails come from the software rasteriser (``raster.py``): Q small images cost a few milliseconds each and
-need no second GL context. Each hypothesis is labelled with its mean distance to the mean mesh, so the
-outliers among the samples are visible at a glance.
+Thumbnails come from the software rasteriser (:mod:`megaviewer.render.raster`): Q small images cost a few
+milliseconds each and need no second GL context. Each hypothesis is labelled with its mean distance to the
+mean mesh, so the outliers among the samples are visible at a glance.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
 from megaviewer.gui.image_view import bgr_to_qimage
-from megaviewer.gui.raster import thumbnail_rgba
 from megaviewer.gui.scene import BODY_RGB, REFERENCE_RGB
 from megaviewer.gui.state import MEAN, REFERENCE
+from megaviewer.render.raster import thumbnail_rgba
 
 THUMB = (72, 112)
 MEAN_RGB = np.array([150, 220, 170], np.uint8)

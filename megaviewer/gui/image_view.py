@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
+from megaviewer.app.pipeline import Person
 from megaviewer.body.keypoints import COCO17_SKELETON
-from megaviewer.gui.state import Person
 
 SELECTED = QColor("#4fc3f7")
 OTHER = QColor("#b0bac5")

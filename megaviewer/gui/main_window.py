@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from megaviewer.app.pipeline import unconditional_unavailable_reason
 from megaviewer.gui.actions import MENUS, ShortcutsDialog, build_actions
 from megaviewer.gui.controls import RecoveryControls
 from megaviewer.gui.file_actions import FileActionsMixin
@@ -34,11 +35,11 @@ from megaviewer.gui.gallery import HypothesisGallery
 from megaviewer.gui.image_view import ImageView
 from megaviewer.gui.live_panel import LivePanel
 from megaviewer.gui.presenter import Presenter
-from megaviewer.gui.recovery import unconditional_unavailable_reason
 from megaviewer.gui.session import DetectorFactory, Session
-from megaviewer.gui.state import MEAN, REFERENCE, RecoverySettings, ViewerState
+from megaviewer.gui.state import MEAN, REFERENCE, ViewerState
 from megaviewer.gui.timeline import StepTimeline
 from megaviewer.gui.viewport import MeshViewport
+from megaviewer.settings import RecoverySettings
 
 TOOLBAR = ("open", "recover", "toggle_mode", "random_humans", None, "play_steps", "heatmap", "overlay", "compare",
            "reset_view", None, "export_mesh", "screenshot", None, "webcam", "live_stop")

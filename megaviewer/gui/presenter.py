@@ -15,11 +15,11 @@ from PySide6.QtWidgets import QLabel, QListWidget
 
 from megaviewer.gui.gallery import HypothesisGallery
 from megaviewer.gui.image_view import ImageView
-from megaviewer.gui.raster import overlay_rgba
 from megaviewer.gui.scene import BODY_RGB, REFERENCE_RGB, BodyScene, ResultMeshes
 from megaviewer.gui.state import MEAN, REFERENCE, ViewerState
 from megaviewer.gui.timeline import StepTimeline
 from megaviewer.gui.viewport import MeshViewport
+from megaviewer.render.raster import overlay_layer
 
 OVERLAY_MAX_SIDE = 1600  # px; the overlay is a translucent layer, more resolution than this is not visible
 
@@ -72,8 +72,7 @@ class Presenter:
         for i, person in enumerate(self.state.people):
             seen = int((person.keypoints[:, 2] > 0).sum())
             self.people_list.addItem(f"Person {i + 1} · {seen}/17 keypoints · score {person.score:.2f}")
-            source = person.source
-            self.people_list.item(i).setToolTip(source.describe() if hasattr(source, "describe") else "")
+            self.people_list.item(i).setToolTip(person.describe())
         if self.state.person >= 0:
             self.people_list.setCurrentRow(self.state.person)
         self.people_list.blockSignals(False)
@@ -114,11 +113,19 @@ class Presenter:
         self.gallery.set_meshes(samples, scene.faces, mean=mean, reference=ref, selected=self.state.sample)
 
     # ---------------------------------------------------------------------------------- rendering
-    def _shown(self) -> tuple[ResultMeshes, int]:
+    def shown(self) -> tuple[ResultMeshes, int]:
         """The ResultMeshes and sample index that the current selection points at."""
         if self.state.sample == REFERENCE and self.reference_meshes is not None:
             return self.reference_meshes, 0
         return self.meshes, self.state.sample
+
+    def shown_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """The smooth display mesh on screen, in the viewport frame (y up, facing +z: what 3D tools expect),
+        so an export is exactly the mesh the user looked at."""
+        meshes, sample = self.shown()
+        step = self.state.step if sample >= 0 else None
+        vertices = self.scene.upsample(meshes.display(sample, step))
+        return vertices.astype(np.float32), self.scene.display_faces
 
     def sd_clim(self) -> tuple[float, float]:
         sd = self.state.result.vertex_sd_mm.numpy()
@@ -127,7 +134,7 @@ class Presenter:
     def colours(self, display: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(rgb, scalars) per vertex for the current selection; exactly one is not ``None``."""
         state, scene = self.state, self.scene
-        meshes, sample = self._shown()
+        meshes, sample = self.shown()
         if state.step is not None and sample >= 0:
             visible, revealed = meshes.masks(sample, state.step)
             return scene.token_colours(visible, revealed, display=display), None
@@ -144,12 +151,12 @@ class Presenter:
         if state.result is None or self.meshes is None or scene is None:
             self.image_view.set_overlay(None)
             return
-        meshes, sample = self._shown()
+        meshes, sample = self.shown()
         step = state.step if sample >= 0 else None
-        vertices = scene.upsample(meshes.display(sample, step))
+        vertices, faces = self.shown_mesh()
         rgb, scalars = self.colours(display=True)
         clim = self.sd_clim() if scalars is not None else None
-        self.viewport.show_mesh(vertices, scene.display_faces, rgb=rgb, scalars=scalars, clim=clim,
+        self.viewport.show_mesh(vertices, faces, rgb=rgb, scalars=scalars, clim=clim,
                                 reset_camera=reset_camera)
         self.viewport.show_ghost(self._ghost(), scene.display_faces)
         self.viewport.set_caption(self.caption())
@@ -184,10 +191,9 @@ class Presenter:
             vertices = self.scene.upsample(vertices)
         faces = self.scene.display_faces if smooth else self.scene.faces
         width, height = state.image.shape[1], state.image.shape[0]
-        factor = min(1.0, OVERLAY_MAX_SIDE / max(width, height))  # big photos: draw smaller, show scaled up
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        rgba = overlay_rgba(vertices, faces, result.focal * factor, size, rgb)
-        self.image_view.set_overlay(rgba, scale=width / size[0])
+        # big photos: draw smaller, show scaled up
+        rgba = overlay_layer([vertices], faces, result.focal, (width, height), rgb, OVERLAY_MAX_SIDE)
+        self.image_view.set_overlay(rgba, scale=width / rgba.shape[1])
 
     # -------------------------------------------------------------------------------------- texts
     def caption(self) -> str:
@@ -212,7 +218,7 @@ class Presenter:
 
     def step_text(self) -> str:
         state = self.state
-        meshes, sample = self._shown()
+        meshes, sample = self.shown()
         if state.step is None or sample < 0 or meshes.result.trace is None:
             return f"final mesh ({state.num_steps} step{'s' if state.num_steps != 1 else ''})"
         visible, revealed = meshes.masks(sample, state.step)

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from megaviewer.gui import recovery
-from megaviewer.gui.recovery import Detector, Recovery
+from megaviewer.app import pipeline
+from megaviewer.app.pipeline import Detector, Person, Recovery
 from megaviewer.gui.scene import BodyScene
-from megaviewer.gui.state import Person, RecoverySettings, ViewerState
+from megaviewer.gui.state import ViewerState
 from megaviewer.gui.workers import LiveFrame, LiveWorker, TaskOutcome, TaskRunner
+from megaviewer.settings import DEFAULTS, RecoverySettings
 
 DetectorFactory = Callable[[bool], Detector]
 
@@ -33,14 +34,14 @@ class Session(QObject):
     liveStats = Signal(object)  # LiveFrame
     exported = Signal(str)
 
-    def __init__(self, state: ViewerState, detector_factory: DetectorFactory = recovery.load_detector,
+    def __init__(self, state: ViewerState, detector_factory: DetectorFactory = pipeline.load_detector,
                  parent: QObject | None = None):
         super().__init__(parent)
         self.state = state
         self.engine: Any = None
         self.engine_error: str | None = None
         self.scene: BodyScene | None = None
-        self.settings = RecoverySettings()
+        self.settings = DEFAULTS
         self.detector_factory = detector_factory
         self._detector: Detector | None = None
         self._pending_recover = False
@@ -119,11 +120,10 @@ class Session(QObject):
         try:
             if self._detector is None:
                 self._detector = self.detector_factory(False)
-            detections = self._detector.detect(image)
+            people = pipeline.detect_people(self._detector, image)
         except Exception as exc:  # noqa: BLE001 - e.g. MediaPipe missing or broken: say so, keep the photo
             return image, [], f"the person detector failed ({type(exc).__name__}: {exc})"
-        people = [recovery._as_person(d) for d in detections]
-        return image, people, getattr(detections, "message", "")
+        return image, list(people), people.message
 
     # ----------------------------------------------------------------------------------- recovery
     def set_settings(self, settings: RecoverySettings) -> None:
@@ -142,16 +142,15 @@ class Session(QObject):
             else:
                 self._pending_recover = True  # runs as soon as the model is ready
             return
-        size = (int(image.shape[1]), int(image.shape[0]))
-        settings, engine = self.settings, self.engine
-        self.runner.submit("recover", recovery.recover_person, engine, person, size, settings)
+        self.runner.submit("recover", pipeline.recover_person, self.engine, person, self.settings,
+                           with_reference=True)
 
     def random_humans(self) -> None:
-        reason = recovery.unconditional_unavailable_reason(self.engine)
+        reason = pipeline.unconditional_unavailable_reason(self.engine)
         if reason:
             self.message.emit("info", reason)
             return
-        self.runner.submit("random", recovery.random_humans, self.engine, self.settings)
+        self.runner.submit("random", pipeline.random_humans, self.engine, self.settings)
 
     def _on_done(self, outcome: TaskOutcome) -> None:
         runner = self.loader if outcome.kind == "engine" else self.runner
@@ -189,7 +188,7 @@ class Session(QObject):
     @staticmethod
     def _timing_text(rec: Recovery) -> str:
         result = rec.result
-        parts = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items() if k != "total_ms"]
+        parts = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items()]
         q = f"Q={result.num_samples} " if result.num_samples > 1 else ""
         return f"{result.mode} {q}· " + " · ".join(parts) + f" · total {rec.elapsed_ms:.0f} ms"
 
@@ -222,15 +221,14 @@ class Session(QObject):
         def process(frame: np.ndarray) -> tuple[list[Person], int, Recovery | None]:
             if "detector" not in detector_box:  # created on the live thread that uses it
                 detector_box["detector"] = self.detector_factory(True)
-            people = [recovery._as_person(d) for d in detector_box["detector"].detect(frame)]
-            index = recovery.nearest_person(people, self._live_previous)
+            people = list(pipeline.detect_people(detector_box["detector"], frame))
+            index = pipeline.nearest_person(people, self._live_previous)
             if index < 0:
                 return people, index, None
             self._live_previous = people[index]
-            size = (int(frame.shape[1]), int(frame.shape[0]))
-            # Settings are read per frame, so changing Q or the mode applies to the running stream.
-            return people, index, recovery.recover_person(engine, people[index], size, self.settings,
-                                                          with_reference=False)  # one pass less per frame
+            # Settings are read per frame, so changing Q or the mode applies to the running stream; no
+            # deterministic reference: one pass less per frame.
+            return people, index, pipeline.recover_person(engine, people[index], self.settings)
 
         worker = LiveWorker(source, process, parent=self)
         worker.frameReady.connect(self._on_live_frame)

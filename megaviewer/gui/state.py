@@ -8,12 +8,11 @@ the finished mesh). Nothing here imports Qt, so the selection logic is testable 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from megaviewer.app.pipeline import Person, largest_person
 from megaviewer.result import RecoveryResult
 
 MEAN = -1
@@ -22,49 +21,6 @@ REFERENCE = -2
 """``sample`` value selecting the deterministic reference mesh (computed beside every stochastic run)."""
 
 Listener = Callable[[set[str]], None]
-
-
-@dataclass
-class RecoverySettings:
-    """The user's generation settings; serialised to QSettings as a dict (versioned by field names)."""
-
-    mode: str = "deterministic"  # "deterministic" | "stochastic"
-    num_samples: int = 8
-    steps: int = 5
-    temperature: float = 1.0
-    seed: int = 0
-    random_seed: bool = False
-    fit_camera: bool = True  # fit each hypothesis's rotation and camera to the keypoints (engine.recover)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> RecoverySettings:
-        """Tolerant of old or hand-edited settings: unknown keys are dropped, bad values fall back."""
-        out = cls()
-        for key, value in (data or {}).items():
-            if key in cls.__dataclass_fields__:
-                default = getattr(out, key)
-                try:
-                    if isinstance(default, bool):
-                        value = value if isinstance(value, bool) else str(value).lower() in ("1", "true")
-                    setattr(out, key, type(default)(value))
-                except (TypeError, ValueError):
-                    pass
-        if out.mode not in ("deterministic", "stochastic"):
-            out.mode = "deterministic"
-        return out
-
-
-@dataclass
-class Person:
-    """One detected person in the current image: COCO-17 keypoints (17, 3) in pixels and a box (x0, y0, x1, y1)."""
-
-    keypoints: np.ndarray
-    box: tuple[float, float, float, float]
-    score: float = 1.0
-    source: Any = None  # the detector's own detection object, kept for the crop helpers
 
 
 class ViewerState:
@@ -172,9 +128,3 @@ class ViewerState:
     @property
     def current_person(self) -> Person | None:
         return self.people[self.person] if 0 <= self.person < len(self.people) else None
-
-
-def largest_person(people: list[Person]) -> int:
-    """Pre-select the biggest box: in a group photo the main subject is usually the closest person."""
-    areas = [(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]) for p in people]
-    return int(np.argmax(areas)) if areas else -1

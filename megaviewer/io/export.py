@@ -1,4 +1,4 @@
-"""Mesh and result exports: OBJ, PLY, GLB meshes and an NPZ of everything a recovery produced.
+"""Exports: OBJ, PLY, GLB meshes, an NPZ of everything a recovery produced, and PNG images.
 
 Every file is written atomically (:mod:`megaviewer.io.atomic`): a crash, a full disk or a bad value
 leaves either no file or the previous one, never a half-written mesh that a 3D tool half-loads. A
@@ -147,6 +147,25 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         raise ValueError(f"{path}: an NPZ export needs the .npz suffix")
     with _atomic(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **data)
+    return path
+
+
+def export_png(path: str | os.PathLike, image: np.ndarray, rgb: bool = False) -> Path:
+    """Write an image (BGR uint8, or RGB with ``rgb=True``; gray and 4-channel kept) as a PNG, atomically.
+
+    The one image writer of the command line and the app, so a crash never leaves half a PNG behind.
+    """
+    import cv2
+
+    path = Path(path)
+    pixels = np.ascontiguousarray(image)
+    if rgb and pixels.ndim == 3:
+        pixels = np.ascontiguousarray(pixels[..., [2, 1, 0, 3][: pixels.shape[2]]])
+    ok, data = cv2.imencode(".png", pixels)
+    if not ok:
+        raise ExportError(f"cannot encode {path} as PNG")
+    with _atomic(path) as tmp:
+        tmp.write_bytes(data.tobytes())
     return path
 
 

@@ -6,7 +6,8 @@ concatenation of all token sequences (canonical order: image, then keypoints) in
 are passed as a dict keyed by conditioner kind (``{"image": ..., "keypoints": ...}``).
 
 ``CondEncoding`` holds the result so generation computes backbone features once and reuses them for all
-steps and all samples (the original recomputed the backbone for every sample and step, §4.2).
+steps and all samples (the original recomputed the backbone for every sample and step:
+docs/original-implementation.md §10.12).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 
 
 class ImageConditioner(nn.Module):
-    """Any timm backbone -> feature tokens -> Linear(C, D) + fixed sinusoidal code (reference-facts §2).
+    """Any timm backbone -> feature tokens -> Linear(C, D) + fixed sinusoidal code (docs/original-implementation.md §4).
 
     Input: (B, 3, H, W) crop normalised with ``self.mean``/``self.std`` (ImageNet by default). CNN
     feature maps (B, C, h, w) are flattened row-major into h*w tokens; ViT outputs keep their patch tokens

@@ -57,7 +57,7 @@ class ConditioningConfig:
 
 @dataclass
 class MegaConfig:
-    """MEGA transformer sizes (reference-facts §2). Defaults are the paper's numbers."""
+    """MEGA transformer sizes (paper Sec. 3.2; docs/original-implementation.md §4). Defaults are the paper's numbers."""
 
     seq_len: int = 54  # N tokens per mesh
     vocab: int = 512  # S codebook entries
@@ -145,9 +145,9 @@ def _cpu_small() -> MegaConfig:
 
 @register_preset("cpu_fast")
 def _cpu_fast() -> MegaConfig:
-    """The shipped default: keypoint-conditioned, D=128, 3 + 3 blocks. Sized so that pre-training and
-    conditioned training fit a 2-core CPU budget (~0.3 s per batch of 64) and inference stays in the
-    low milliseconds; the encoder is only used by stochastic generation."""
+    """The shipped default: keypoint-conditioned, D=128, 3 + 3 blocks. Small enough that the whole default
+    recipe (``scripts/train_default.py``) trains on a 2-core CPU and inference takes a few milliseconds; the
+    encoder is only used by stochastic generation."""
     return MegaConfig(dim=128, enc_depth=3, dec_depth=3, heads=4,
                       conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=128))
 

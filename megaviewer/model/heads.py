@@ -1,7 +1,7 @@
-"""Rotation / weak-perspective camera head on pooled conditioning features (reference-facts §2, §5).
+"""Rotation / weak-perspective camera head on pooled conditioning features (docs/original-implementation.md §4, §7).
 
 Original: Linear(C, D) -> Dropout(0.5) -> Linear(D, D) -> Dropout(0.5) -> linear 6D rotation and linear
-camera [s, tx, ty]. It has NO nonlinearity (§10.4), so the whole "MLP with 2 hidden layers" collapses to
+camera [s, tx, ty]. It has NO nonlinearity (same page, §10.4), so the whole "MLP with 2 hidden layers" collapses to
 one linear map of the pooled features. We add a GELU after each hidden layer, which makes the paper's
 description true; dropout is kept.
 

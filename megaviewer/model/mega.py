@@ -1,4 +1,4 @@
-"""MEGA: masked generative encoder-decoder over mesh tokens (reference-facts §2, paper Sec. 3.2).
+"""MEGA: masked generative encoder-decoder over mesh tokens (paper Sec. 3.2; docs/original-implementation.md §4).
 
 Encoder: token embedding + learned position embedding of the VISIBLE tokens only, a learned cls token in
 front (no position embedding), pre-LN blocks, final LayerNorm. Samples in one batch may have different
@@ -220,7 +220,8 @@ class Mega(nn.Module):
 
     # ------------------------------------------------------------------ bookkeeping
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per part; ``encoder`` + ``decoder`` is the pretraining model (ref. §9)."""
+        """Parameters per part; ``encoder`` + ``decoder`` is the pretraining model
+        (docs/original-implementation.md §9)."""
         def count(*parts: nn.Module | torch.Tensor) -> int:
             tensors = [p if isinstance(p, torch.Tensor) else None for p in parts]
             modules = [p for p in parts if isinstance(p, nn.Module)]

@@ -1,4 +1,4 @@
-"""Pre-LN transformer blocks matching timm's ViT ``Block`` defaults (reference-facts §2).
+"""Pre-LN transformer blocks matching timm's ViT ``Block`` defaults (docs/original-implementation.md §4).
 
 Why our own instead of ``timm.models.vision_transformer.Block``: we need a key-padding mask (variable
 numbers of visible tokens per sample in one encoder batch), which timm's block does not take. Parameter
@@ -61,11 +61,11 @@ class Attention(nn.Module):
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over (B, H, L, d) tensors.
 
-    Why not always SDPA: on a CPU its flash kernel costs more than two plain batched matmuls for the short
-    sequences of this model (at most a few hundred tokens): 1.50 vs 0.77 ms for 16 x 4 heads x 72 tokens
-    (a Q=16 decoder block), 0.77 vs 0.40 ms for 16 x 4 x 39, 0.11 vs 0.08 ms for 1 x 4 x 72 (measured here,
-    2 threads). The scores matrix is then materialised, so inference without a mask on sequences up to
-    ``MATMUL_ATTENTION_MAX_LEN`` keys only; training and everything else keep SDPA.
+    Why not always SDPA: on a CPU its flash kernel costs more than two plain batched matmuls for the short,
+    batched sequences of this model's stochastic generation (at most a few hundred tokens; both ways per
+    shape: ``attention`` in ``resources/bench/cpu_routes.json``). The scores matrix is then materialised, so
+    inference without a mask on sequences up to ``MATMUL_ATTENTION_MAX_LEN`` keys only; training and
+    everything else keep SDPA.
     """
     if (attn_mask is None and not torch.is_grad_enabled() and q.device.type == "cpu"
             and k.shape[-2] <= MATMUL_ATTENTION_MAX_LEN):

@@ -1,1 +1,2 @@
-"""Off-screen rendering (no window, no X server needed): mesh overlays on photos, side views, heatmaps."""
+"""Pictures of meshes without a window: the software rasteriser (overlays, thumbnails) and VTK side views
+and heatmaps (``offscreen``)."""

@@ -1,21 +1,17 @@
-"""Off-screen pictures of recovered meshes: overlays on the photo, side views, uncertainty heatmaps.
+"""Off-screen VTK pictures of recovered meshes for ``megaviewer infer``: side views and uncertainty heatmaps.
 
-``pyvista.Plotter(off_screen=True)`` renders through EGL (Mesa llvmpipe) with no X server (feasibility
-§1), so the headless CLI and the GUI share this code. Every function returns a BGR uint8 image (the
-project's image format) and closes its plotter.
+``pyvista.Plotter(off_screen=True)`` renders through EGL (Mesa llvmpipe) with no X server. Every function
+returns a BGR uint8 image (the project's image format) and closes its plotter. Overlays on the photo are
+drawn by the software rasteriser (:mod:`megaviewer.render.raster`), the same one the app uses.
 
-Camera conventions: meshes are in the OpenCV camera frame (x right, y down, z forward, metres) of
-:class:`~megaviewer.result.RecoveryResult`. The overlay camera is the pinhole the engine assumed:
-fx = fy = focal, principal point at the image centre. VTK's camera is placed at the origin looking
-along +z with view-up -y, which makes VTK's screen axes coincide with OpenCV's (x right, y down), and
-its vertical view angle is ``2·atan(H / 2f)``. Meshes should be the smooth display mesh
-(:func:`display_mesh`): the 1,229-vertex working mesh looks faceted at photo resolution.
+Meshes are in the OpenCV camera frame (x right, y down, z forward, metres) of
+:class:`~megaviewer.result.RecoveryResult`; views keep the head up (VTK view-up -y). Meshes should be the
+smooth display mesh (:func:`display_mesh`): the 1,229-vertex working mesh looks faceted at these sizes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,9 +19,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 LIGHT_BLUE = (0.651, 0.741, 0.859)
-"""The original demo's mesh colour."""
-MAX_RENDER_SIDE = 1920
-"""Overlays are rendered (and returned) at the photo's size capped to this long side."""
+"""The mesh colour of the original's ``demo.py``."""
 
 ArrayLike = np.ndarray
 
@@ -52,47 +46,6 @@ def display_scalars(values, assets=None) -> np.ndarray:
     gathered = vals[assets.display_idx]
     out = (gathered * assets.display_weights.to(torch.float32)).sum(dim=-1)
     return out.clamp(float(vals.min()), float(vals.max())).numpy()
-
-
-def render_overlay(image_bgr: np.ndarray, meshes: Sequence[ArrayLike] | ArrayLike, faces: ArrayLike, focal: float,
-                   alpha: float = 0.8, colors: Sequence[tuple[float, float, float]] | None = None,
-                   max_side: int = MAX_RENDER_SIDE) -> np.ndarray:
-    """The photo with every mesh (camera-frame vertices (V, 3)) drawn over it, depth-correct between them.
-
-    ``focal`` is the full-image focal length in pixels of ``image_bgr`` (the result's ``focal``). The
-    output has the photo's size, scaled down to ``max_side`` if larger. Meshes behind the camera or
-    outside the view simply do not appear.
-    """
-    import cv2
-
-    photo = np.asarray(image_bgr)
-    if photo.ndim == 2:
-        photo = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
-    h, w = photo.shape[:2]
-    scale = min(1.0, max_side / max(w, h))
-    rw, rh = max(1, round(w * scale)), max(1, round(h * scale))
-    if scale < 1.0:
-        photo = cv2.resize(photo, (rw, rh), interpolation=cv2.INTER_AREA)
-    mesh_list = _as_mesh_list(meshes)
-    if not mesh_list:
-        return photo.copy()
-    f = float(focal) * (rh / h)
-    with _plotter((rw, rh)) as plotter:
-        for i, verts in enumerate(mesh_list):
-            plotter.add_mesh(_polydata(verts, faces), color=_color(colors, i), smooth_shading=True,
-                             specular=0.2, ambient=0.15)
-        cam = plotter.camera
-        cam.position = (0.0, 0.0, 0.0)
-        cam.focal_point = (0.0, 0.0, 1.0)
-        cam.up = (0.0, -1.0, 0.0)
-        cam.view_angle = math.degrees(2.0 * math.atan(rh / (2.0 * f)))
-        plotter.renderer.ResetCameraClippingRange()
-        rgba = plotter.screenshot(transparent_background=True, return_img=True)
-    rgba = _fit(rgba, rw, rh)
-    coverage = (rgba[..., 3:4].astype(np.float32) / 255.0) * float(np.clip(alpha, 0.0, 1.0))
-    mesh_bgr = rgba[..., 2::-1].astype(np.float32)
-    out = photo.astype(np.float32) * (1.0 - coverage) + mesh_bgr * coverage
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def render_side_view(meshes: Sequence[ArrayLike] | ArrayLike, faces: ArrayLike, size: tuple[int, int] = (512, 512),

@@ -1,7 +1,7 @@
 """Level hierarchy of a fixed mesh topology for the fully convolutional Mesh-VQ-VAE.
 
-The original ships hand-made SMPL "connection matrices" (reference-facts §1.1). We build the same kind of
-structure for *any* template mesh, once, and cache it:
+The original ships hand-made SMPL "connection matrices" (docs/original-implementation.md §3.1). We build the
+same kind of structure for *any* template mesh, once, and cache it:
 
 - level 0 is the mesh itself; each coarser level is a subset of the previous level's vertices chosen by
   farthest-point sampling on geodesic (edge-length Dijkstra) distance, so samples spread evenly over the

@@ -3,11 +3,11 @@
 Every layer maps features on ``num_in`` vertices to ``num_out`` vertices through a padded neighbour
 table. The conv branch uses a kernel basis shared by all vertices (``weight_num`` matrices) with learnt
 per-vertex, per-neighbour coefficients; the residual branch is identity, a channel projection, or a learnt
-normalised weighted average (pool/unpool). Output = sqrt(1-r)·conv + sqrt(r)·residual (reference-facts
-§1.2). We never materialise the per-vertex kernels: neighbours are first mixed by the coefficients
-(one batched matmul over output vertices) and then one dense matmul applies the basis. Features are kept
-VERTEX-MAJOR, (V, B, C), inside the network: gathers then copy contiguous rows and their backward is a
-cheap row-wise index_add, about twice as fast on a CPU as the batch-major layout.
+normalised weighted average (pool/unpool). Output = sqrt(1-r)·conv + sqrt(r)·residual
+(docs/original-implementation.md §3.2). We never materialise the per-vertex kernels: neighbours are first
+mixed by the coefficients (one batched matmul over output vertices) and then one dense matmul applies the
+basis. Features are kept VERTEX-MAJOR, (V, B, C), inside the network: gathers then copy contiguous rows and
+their backward is a cheap row-wise index_add, about twice as fast on a CPU as the batch-major layout.
 
 Inference (no autograd) takes another route, :meth:`VcConv.infer`: the per-vertex kernels are
 materialised once and cached (the original's "test mode"), features are CHANNEL-major, (V, C, B), so the
@@ -16,7 +16,8 @@ no permutes, no basis matmul. Layers that keep or shrink the channels (64 -> 32,
 better the other way round on a CPU: the basis is applied to every input vertex first and one sparse
 matrix of the coefficients mixes the results (:meth:`VcConv._mix_weights`), so neither kernels nor
 gathered neighbourhoods are written. On a CPU this route is faster than the trainable one at every batch
-size (figures in ``MeshVQVAE._run``); outputs agree to float round-off.
+size (``python scripts/bench_routes.py`` measures both, ``resources/bench/cpu_routes.json``); outputs agree
+to float round-off.
 """
 
 from __future__ import annotations
@@ -133,9 +134,8 @@ class VcConv(nn.Module):
     def _mixes_sparsely(self) -> bool:
         """Whether :meth:`_mix_weights`' route serves this layer: float32/64 on the CPU (sparse CSR products
         there; half precision is not supported) and C_out <= C_in, where applying the basis first leaves
-        less to mix. Measured here, batch 16 (2 threads), kernel route -> this one: 64 -> 32 channels on 128
-        vertices 2.25 -> 1.02 ms, 32 -> 16 on 400 3.64 -> 1.61 ms, 16 -> 3 on 1229 0.66 -> 0.53 ms; but
-        9 -> 64 on 54 vertices 0.27 -> 0.51 ms, so growing layers keep the kernels."""
+        less to mix. Layers that grow the channels are faster with the kernels (both routes per layer:
+        ``vcconv_layers`` in ``resources/bench/cpu_routes.json``)."""
         return (self.basis.device.type == "cpu" and self.basis.dtype in (torch.float32, torch.float64)
                 and self.out_channels <= self.in_channels)
 
@@ -165,9 +165,10 @@ class VcConv(nn.Module):
         """Channel-major (N_in, C_in, B) -> conv output (N_out, C_out, B) without bias (:meth:`_mix_weights`).
 
         The basis goes on every input vertex either as N_in small matmuls (W·C_out, C_in) @ (C_in, B) or as one
-        (N_in·B, C_in) @ (C_in, W·C_out) matmul plus a transpose. MKL's batched small matmuls are slow for
-        narrow right-hand sides (measured here, 32 -> 16 channels on 401 vertices: 1.46 vs 0.10 ms for one
-        mesh, 2.09 vs 0.96 ms for 8) and the better choice from about 12 meshes on (0.80 vs 1.53 ms for 16).
+        (N_in·B, C_in) @ (C_in, W·C_out) matmul plus a transpose (a copy for the mix). With several threads
+        MKL's batched small matmuls are slow for narrow right-hand sides and pay off from about
+        ``BATCHED_BASIS_MIN_BATCH`` meshes, where the transposed copy costs more (both ways per batch size:
+        ``basis_first`` in ``resources/bench/cpu_routes.json``).
         """
         batch, mix = x.shape[-1], weights["mix"]
         h = x.to(mix.dtype)  # the weights' precision (e.g. float64 vertices into a float32 model), as the kernels

@@ -3,8 +3,8 @@
 Encoder: conv on each level, learnt pooling between levels, ending with ``latent_dim`` channels on the
 coarsest level's vertices (54 by default) -> one token per coarse vertex. Decoder: the mirror image
 (conv + learnt unpooling), last layer without activation. Same layer recipe as the original
-``config_medium`` (reference-facts §1.3), but for any hierarchy (see ``hierarchy.py``). The network is
-batch-size agnostic (the original allocated buffers of a fixed batch, §10.11).
+``config_medium`` (docs/original-implementation.md §3.3), but for any hierarchy (see ``hierarchy.py``). The network is
+batch-size agnostic (the original allocated buffers of a fixed batch, §10.11 there).
 
 The hierarchy's tables are persistent buffers, so a checkpoint is self-contained; the config records the
 hierarchy fingerprint and is checked on load.
@@ -113,8 +113,8 @@ class MeshVQVAE(nn.Module):
     def _run(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         """(B, V, C) through ``layers``. With autograd off (inference, frozen use in training) the layers'
         cached channel-major route runs (``VcConv.infer``), otherwise the trainable route. The cached route
-        is the faster at every batch size on a 2-core CPU; whole decodes, interleaved, 110 each: 2.1 vs 3.2 ms
-        for one mesh, 4.2 vs 6.0 ms for 4, 7.3 vs 17.4 ms for 8, 14.1 vs 29.2 ms for 16."""
+        is the faster at every batch size on a CPU (whole decodes both ways: ``tokenizer_decode`` in
+        ``resources/bench/cpu_routes.json``)."""
         if torch.is_grad_enabled():
             return layers(x.transpose(0, 1)).transpose(0, 1)
         h = x.permute(1, 2, 0)

@@ -1,6 +1,6 @@
 """EMA vector quantiser with dead-code restart.
 
-The original (reference-facts §1.4) is a Sonnet-style EMA codebook (decay 0.99, Laplace smoothing 1e-5,
+The original (docs/original-implementation.md §3.4) is a Sonnet-style EMA codebook (decay 0.99, Laplace smoothing 1e-5,
 commitment 0.25, straight-through gradients) with no restart, so codes that lose their data stay dead and
 the effective vocabulary shrinks. We keep the same update and add a restart: every ``restart_every``
 training steps, codes whose EMA cluster size fell below ``restart_threshold`` are moved onto randomly

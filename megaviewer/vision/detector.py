@@ -1,8 +1,8 @@
 """Offline 2D keypoints of the people in a photo: MediaPipe BlazePose (full model) -> COCO-17.
 
 Why MediaPipe: it runs on a CPU in ~40 ms, and mediapipe 0.10.21's wheel ships the two networks of
-``model_complexity=1`` (``pose_detection.tflite`` + ``pose_landmark_full.tflite``), so nothing downloads
-(feasibility §3). Its 33 landmarks are mapped to COCO-17 (the keypoints MEGA is conditioned on) and its
+``model_complexity=1`` (``pose_detection.tflite`` + ``pose_landmark_full.tflite``), so nothing downloads.
+Its 33 landmarks are mapped to COCO-17 (the keypoints MEGA is conditioned on) and its
 per-landmark *visibility* becomes the keypoint confidence.
 
 Multi-person. The solutions API (``mp.solutions.pose.Pose``) returns one person per call. The tasks API

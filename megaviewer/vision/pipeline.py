@@ -1,79 +1,26 @@
-"""Photo in, people's meshes out: detect keypoints, crop-normalise them, recover one mesh set per person.
+"""People's keypoints from a JSON file written by the user's own detector (``megaviewer infer --keypoints``).
 
-Finding nobody is a normal outcome of a photo, not an error: :func:`recover_people` then returns an
-empty :class:`PeopleList` whose ``message`` says so, and callers (CLI, GUI) show that message.
+The recovery itself lives in :mod:`megaviewer.app.pipeline`; ``recover_people`` is still importable from
+here for code written against the old location.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from megaviewer.vision.detector import PersonDetection, crop_box, crop_keypoints
-
-if TYPE_CHECKING:
-    from megaviewer.engine import Engine
-    from megaviewer.result import RecoveryResult
-    from megaviewer.vision.detector import PoseDetector
+from megaviewer.vision.detector import PersonDetection
 
 
-@dataclass
-class PersonResult:
-    detection: PersonDetection
-    result: RecoveryResult
+def __getattr__(name: str) -> Any:
+    if name == "recover_people":  # imported lazily: megaviewer.app imports this package
+        from megaviewer.app.pipeline import recover_people
 
-
-class PeopleList(list):
-    """A list of :class:`PersonResult` plus ``message`` (e.g. "no person found ...") and timings."""
-
-    def __init__(self, items: Sequence[PersonResult] = (), message: str = "",
-                 timings_ms: dict[str, float] | None = None):
-        super().__init__(items)
-        self.message = message
-        self.timings_ms = dict(timings_ms or {})
-
-    @property
-    def found(self) -> bool:
-        return len(self) > 0
-
-
-def recover_people(engine: Engine, detector: PoseDetector | None, image_bgr: np.ndarray,
-                   detections: Sequence[PersonDetection] | None = None, **recover_kwargs: Any) -> PeopleList:
-    """Detect the people in ``image_bgr`` (or use the given ``detections``) and recover each one.
-
-    ``recover_kwargs`` go to :meth:`megaviewer.engine.Engine.recover` (mode, num_samples, steps,
-    temperature, seed, return_trace). Each person is recovered with the crop box of their keypoints and
-    the full image size, so the result's ``camera_vertices`` sit in the photo's camera frame (focal
-    1000/224·max(W, H), principal point at the image centre, as the original demo) and render onto it.
-    """
-    h, w = image_bgr.shape[:2]
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    if detections is None:
-        if detector is None:
-            raise ValueError("pass a detector or detections")
-        found = detector.detect(image_bgr)
-        message = getattr(found, "message", "")
-        detections = list(found)
-    else:
-        detections = list(detections)
-        message = f"{len(detections)} given" if detections else "no keypoints given for this image"
-    timings["detect_ms"] = (time.perf_counter() - t0) * 1000
-    if not detections:
-        return PeopleList([], message or "no person found", timings)
-    people: list[PersonResult] = []
-    t1 = time.perf_counter()
-    for det in detections:
-        result = engine.recover(crop_keypoints(det), crop=crop_box(det, (w, h)), **recover_kwargs)
-        people.append(PersonResult(detection=det, result=result))
-    timings["recover_ms"] = (time.perf_counter() - t1) * 1000
-    noun = "person" if len(people) == 1 else "people"
-    return PeopleList(people, f"recovered {len(people)} {noun}", timings)
+        return recover_people
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------ keypoints from a JSON file

@@ -1,9 +1,11 @@
 """Speed measurements of the engine, the detector and the live loop, as importable functions.
 
 Why a module and not only a script: the same functions feed ``scripts/bench.py`` (a table and a JSON file
-in ``resources/bench/``) and ``tests/test_bench.py``, which runs them on a tiny random engine with two
-repeats to prove the plumbing and the JSON schema. The tests never look at the numbers: wall-clock
-figures depend on the machine and on whatever else runs on it.
+in ``resources/bench/``), ``scripts/bench_compare.py`` and ``tests/test_bench.py``, which runs them on a tiny
+random engine with two repeats to prove the plumbing and the JSON schema. The tests never look at the numbers:
+wall-clock figures depend on the machine and on whatever else runs on it. It sits outside the runtime package
+``megaviewer`` because it needs what an installed app does not: ``training`` (a random-weight tokenizer when
+none is shipped), scikit-image's sample photo and a source tree to write its report into.
 
 Conventions. Every case is timed ``repeats`` times after ``warmup`` untimed calls (first calls pay for
 lazy initialisation: allocator, oneDNN kernel selection, the encoder-constant cache, MediaPipe's graph);
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from megaviewer.engine import Engine
 
 SCHEMA = "megaviewer.bench/1"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "resources" / "bench"  # where reports are kept
 FRAME_SIZE = (640, 480)  # (W, H) of the detector and live-loop frames
 STOCHASTIC_QS = (1, 4, 16, 25)
 STOCHASTIC_STEPS = 5
@@ -50,7 +53,7 @@ TARGETS: dict[str, dict[str, Any]] = {
     "live_fps": {"target": 15.0, "better": "higher", "what": "live loop 640x480 incl. detector, FPS"},
     "batched_speedup": {"target": 5.0, "better": "higher", "what": "16 sequential calls / one Q=16 call"},
 }
-"""The issue's targets for a CPU; :func:`checks` compares a report against them."""
+"""The speed targets on a CPU (medians); :func:`checks` compares a report against them."""
 
 PAPER: dict[str, float] = {
     "deterministic_hrnet_ms": 70.0,
@@ -378,8 +381,8 @@ def bench_live_loop(engine: Engine, video: str | Path, frames: int = 30, warmup:
     reason = mediapipe_available()
     if reason is not None:
         return {"skipped": reason}
+    from megaviewer.app.pipeline import recover_people
     from megaviewer.vision.detector import PoseDetector
-    from megaviewer.vision.pipeline import recover_people
     from megaviewer.vision.sources import VideoSource
 
     sync = _sync_for(engine.device)
@@ -762,9 +765,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                                              flush=True))
     report["environment"]["weights"] = "random" if args.random_preset else "trained"
     report["command"] = " ".join(["scripts/bench.py", *(argv if argv is not None else sys.argv[1:])])
-    from megaviewer.paths import REPO_ROOT
-
-    out = Path(args.out) if args.out else REPO_ROOT / "resources" / "bench" / f"bench_{args.device}.json"
+    out = Path(args.out) if args.out else RESULTS_DIR / f"bench_{args.device}.json"
     save_report(report, out)
     print(format_table(report))
     print(f"\nwrote {out}")

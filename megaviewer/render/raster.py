@@ -1,11 +1,14 @@
-"""A tiny software rasteriser (numpy + OpenCV) for image overlays and gallery thumbnails.
+"""The one software rasteriser (numpy + OpenCV): photo overlays and gallery thumbnails.
 
-Why not the GL viewport: thumbnails and overlays are needed for Q meshes at once and on every live frame;
-drawing the ~2.5k working triangles with a painter's algorithm costs a few milliseconds, needs no GL context
-and gives the same pixels on every machine. No Qt here.
+Why not the GL viewport or VTK: overlays are needed for Q meshes at once, on every live frame, and by the
+headless command line; drawing the working triangles with a painter's algorithm costs a few milliseconds,
+needs no GL context and gives the same pixels on every machine, so the app and ``megaviewer infer`` show
+the same overlay. No Qt here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -72,13 +75,42 @@ def project(camera_vertices: np.ndarray, focal: float, image_size: tuple[int, in
     return np.stack([u, v], axis=1)
 
 
-def overlay_rgba(camera_vertices: np.ndarray, faces: np.ndarray, focal: float, image_size: tuple[int, int],
-                 colours: np.ndarray, alpha: int = 255) -> np.ndarray:
-    """The mesh as the model's camera sees it, as an RGBA layer the size of the photo."""
-    pixels = project(camera_vertices, focal, image_size)
-    shading = face_shading(camera_vertices, faces)
-    return rasterize(pixels, camera_vertices[:, 2], faces, image_size, colours, shading, alpha,
-                     cull=orientation(camera_vertices, faces))
+def overlay_layer(meshes: Sequence[np.ndarray], faces: np.ndarray, focal: float, image_size: tuple[int, int],
+                  colours: np.ndarray | Sequence[np.ndarray], max_side: int | None = None) -> np.ndarray:
+    """Every mesh (camera-frame vertices (V, 3)) over a photo of ``image_size``, depth-sorted across meshes.
+
+    ``colours`` is one uint8 array for all meshes (RGB (3,) or per vertex (V, 3)), or a list of them, one
+    per mesh. The layer is drawn at the photo's size capped to ``max_side`` on its long side (a translucent
+    layer needs no more detail); its width over the photo's is the scale to show it at.
+    """
+    width, height = image_size
+    factor = min(1.0, max_side / max(width, height)) if max_side else 1.0
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    if not len(meshes):
+        return np.zeros((size[1], size[0], 4), np.uint8)
+    per_mesh = [colours] * len(meshes) if isinstance(colours, np.ndarray) else list(colours)
+    verts = np.concatenate([np.asarray(m, np.float64).reshape(-1, 3) for m in meshes])
+    offsets = np.cumsum([0] + [len(m) for m in meshes[:-1]])
+    tris = np.concatenate([np.asarray(faces, np.int64) + o for o in offsets])
+    rgb = np.concatenate([np.broadcast_to(np.asarray(c, np.uint8), (len(m), 3)) for c, m in zip(per_mesh, meshes,
+                                                                                              strict=True)])
+    # Culling needs one winding for all meshes; the first one's is every body's (same topology).
+    pixels = project(verts, focal * factor, size)
+    return rasterize(pixels, verts[:, 2], tris, size, rgb, face_shading(verts, tris),
+                     cull=orientation(np.asarray(meshes[0], np.float64).reshape(-1, 3), np.asarray(faces)))
+
+
+def blend(photo_bgr: np.ndarray, layer_rgba: np.ndarray, alpha: float = 0.8) -> np.ndarray:
+    """The photo (resized to the layer) with the RGBA layer composited at ``alpha`` opacity, BGR uint8."""
+    photo = np.asarray(photo_bgr)
+    if photo.ndim == 2:
+        photo = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
+    h, w = layer_rgba.shape[:2]
+    if photo.shape[:2] != (h, w):
+        photo = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    cover = layer_rgba[..., 3:4].astype(np.float32) / 255.0 * float(np.clip(alpha, 0.0, 1.0))
+    out = photo[..., :3].astype(np.float32) * (1.0 - cover) + layer_rgba[..., 2::-1].astype(np.float32) * cover
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def thumbnail_rgba(display_vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int],

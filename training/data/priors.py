@@ -1,0 +1,31 @@
+"""The pose priors that training and evaluation draw bodies from, by name.
+
+* ``keyposes``: the authored key poses only (:class:`~megaviewer.body.pose_prior.PosePrior` as is); the
+  benchmark's main split draws from it, so its figures stay comparable across models.
+* ``motion``: the key poses mixed with frames of the real motion clips that training may see
+  (:data:`~training.data.motion_clips.TRAIN_CLIPS`): what the shipped models are trained on.
+* ``hard``: frames of the held-out clips only (:data:`~training.data.motion_clips.HARD_CLIPS`, rolling and
+  getting up from lying on the back): the benchmark's hard-poses split, never seen in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from megaviewer.body.pose_prior import PosePrior, PosePriorConfig
+
+PRIOR_KINDS: tuple[str, ...] = ("keyposes", "motion", "hard")
+
+
+def make_prior(body, kind: str = "motion", config: PosePriorConfig | None = None) -> PosePrior:
+    """A prior of the named kind for ``body`` (the clips need the ``train`` extra: pybullet's data)."""
+    from training.data.motion_clips import HARD_CLIPS, TRAIN_CLIPS, load_motion_bank
+
+    config = config or PosePriorConfig()
+    if kind == "keyposes":
+        return PosePrior(body, config)
+    if kind == "motion":
+        return PosePrior(body, config, motion=load_motion_bank(TRAIN_CLIPS))
+    if kind == "hard":
+        return PosePrior(body, replace(config, motion_prob=1.0), motion=load_motion_bank(HARD_CLIPS))
+    raise ValueError(f"unknown prior {kind!r}; choose one of {PRIOR_KINDS}")

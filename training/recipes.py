@@ -1,0 +1,115 @@
+"""Named training recipes: the shipped models' whole pipeline as data, run by ``megaviewer-train recipe``.
+
+Why recipes are data: the command line, ``scripts/train_default.py`` and the metrics a shipped model
+records must describe the same run; one frozen dataclass per recipe, looked up by name (timm-style
+presets), keeps them from drifting. A recipe is five stages -- tokenizer, mesh pool, self-supervised
+pre-training, keypoint-conditioned training, evaluation -- each resumable on its own
+(:mod:`training.loop`), so a run of many hours can stop and continue on another machine from the state
+that :mod:`training.state` saves.
+
+``seconds_per_step`` are wall-clock figures measured on a 2-core CPU with the stage's real code; they only
+serve the up-front estimate of how long a recipe takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from megaviewer.tokenizer.model import TokenizerConfig
+from training.tokenizer import TokenizerTrainConfig
+
+
+@dataclass(frozen=True)
+class TokenizerStage:
+    steps: int
+    batch_size: int
+    lr: float
+    channels: tuple[int, ...]
+    residual_scale: float  # 0: absolute coordinates; > 0: offsets from the rest template x this
+    prior: str = "motion"  # training.data.priors.PRIOR_KINDS
+    warmup_steps: int = 200
+    ckpt_every: int = 1000
+    chunk_size: int = 4096  # meshes posed per chunk (training.data.meshes.ChunkedMeshStream); 0: per step
+    seconds_per_step: float = 0.16
+
+    def train_config(self, out_dir: str, threads: int = 0) -> TokenizerTrainConfig:
+        return TokenizerTrainConfig(out_dir=out_dir, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                                    warmup_steps=self.warmup_steps, ckpt_every=self.ckpt_every,
+                                    threads=threads, prior=self.prior, chunk_size=self.chunk_size,
+                                    tokenizer=TokenizerConfig(channels=list(self.channels),
+                                                              residual_scale=self.residual_scale))
+
+
+@dataclass(frozen=True)
+class MegaStage:
+    preset: str = "cpu_fast"
+    pool_size: int = 50_000
+    pool_prior: str = "motion"
+    pretrain_steps: int = 1_500
+    train_steps: int = 5_400
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    masking: str = "cosine_full"
+    reprojection_rows: int | None = 16
+    ckpt_every: int = 500
+    pool_seconds_per_mesh: float = 0.0025
+    pretrain_seconds_per_step: float = 0.28
+    train_seconds_per_step: float = 0.34
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    summary: str
+    tokenizer: TokenizerStage
+    mega: MegaStage = field(default_factory=MegaStage)
+    eval_minutes: float = 2.5
+
+    def estimated_minutes(self) -> dict[str, float]:
+        """Each stage's expected wall-clock minutes on a 2-core CPU (from the measured per-step figures)."""
+        t, m = self.tokenizer, self.mega
+        return {"tokenizer": t.steps * t.seconds_per_step / 60,
+                "pool": m.pool_size * m.pool_seconds_per_mesh / 60,
+                "pretrain": m.pretrain_steps * m.pretrain_seconds_per_step / 60,
+                "conditioned": m.train_steps * m.train_seconds_per_step / 60,
+                "evaluation": self.eval_minutes}
+
+    def estimated_hours(self) -> float:
+        return sum(self.estimated_minutes().values()) / 60
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    if recipe.name in RECIPES:
+        raise ValueError(f"recipe {recipe.name!r} already registered")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; available: {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+# The shipped models: a long tokenizer run on offsets from the template (sharp hands and feet) and MEGA on
+# the key poses mixed with real motion.
+register(Recipe(
+    name="default",
+    summary="the shipped default: tokenizer on offsets, key poses + real motion, long CPU run",
+    tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0),
+))
+
+# At most 90 minutes on a 2-core CPU, for people who want a model fast.
+register(Recipe(
+    name="quick",
+    summary="a model in about 80 minutes on a 2-core CPU",
+    tokenizer=TokenizerStage(steps=8_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0),
+    mega=MegaStage(pool_size=30_000, pretrain_steps=1_000, train_steps=4_000),
+))

@@ -1,0 +1,164 @@
+"""Run a named recipe (:mod:`training.recipes`) end to end: tokenizer -> mesh pool -> pre-training ->
+keypoint-conditioned training -> evaluation -> install into ``resources/``.
+
+Every stage resumes where it stopped. With ``state_dir``, a stage whose run folder is empty first takes the
+checkpoint saved there (:func:`training.state.restore`), and :func:`save_state` stores each stage's latest
+checkpoint there, so a run of many hours continues on another machine from the repository alone.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from megaviewer.io.atomic import atomic_write_text
+from training.recipes import Recipe
+from training.state import restore, snapshot
+
+STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned")
+HARD_SPLIT_PEOPLE = 256
+
+
+def stage_dir(runs: Path, stage: str) -> Path:
+    return runs / stage
+
+
+def save_state(runs: str | Path, state_dir: str | Path) -> dict[str, str]:
+    """Snapshot the latest checkpoint of every stage that has one; returns stage -> saved folder."""
+    saved = {}
+    for stage in STAGES:
+        folder = snapshot(stage_dir(Path(runs), stage), Path(state_dir) / stage)
+        if folder is not None:
+            saved[stage] = str(folder)
+    return saved
+
+
+def _training_summary(final: Path) -> dict:
+    from training.loop import TRAINING_SUMMARY_NAME
+
+    path = final / TRAINING_SUMMARY_NAME
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _hours(summary: dict) -> float | None:
+    seconds = summary.get("train_seconds")
+    return None if seconds is None else seconds / 3600
+
+
+def describe(recipe: Recipe) -> str:
+    minutes = recipe.estimated_minutes()
+    parts = ", ".join(f"{k} {v / 60:.1f} h" if v >= 60 else f"{k} {v:.0f} min" for k, v in minutes.items())
+    return (f"recipe {recipe.name!r}: {recipe.summary}\n"
+            f"about {recipe.estimated_hours():.1f} hours on a 2-core CPU ({parts}); every stage resumes")
+
+
+def train_tokenizer_stage(recipe: Recipe, runs: Path, threads: int, state_dir: Path | None) -> tuple[Path, dict]:
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.meshes import SyntheticMeshes
+    from training.tokenizer import evaluate_tokenizer, train_tokenizer
+
+    run = stage_dir(runs, "tokenizer")
+    if state_dir is not None:
+        restore(state_dir / "tokenizer", run)
+    cfg = recipe.tokenizer.train_config(str(run), threads)
+    final = train_tokenizer(cfg)
+    if final.name != "final":
+        return final, {}
+    model = MeshVQVAE.from_pretrained(final)
+    summary = _training_summary(final)
+    result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "prior": cfg.prior,
+              "channels": list(model.config.channels), "residual_scale": model.config.residual_scale,
+              "train_hours": _hours(summary)}
+    for split in ("keyposes", "motion", "hard"):
+        result[split] = evaluate_tokenizer(model, SyntheticMeshes(prior_kind=split), 1024)
+    atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
+    return final, result
+
+
+def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, threads: int = 0,
+               state_dir: str | Path | None = None, tokenizer_dir: str | Path | None = None,
+               until: str | None = None) -> dict | None:
+    """Run (or continue) every stage of ``recipe``; returns the evaluation, or ``None`` when a stage stopped
+    early or ``until`` (a stage name) ended the run after that stage. ``tokenizer_dir`` skips the tokenizer
+    stage and uses that trained tokenizer instead."""
+    if until is not None and until not in STAGES:
+        raise ValueError(f"until must be one of {STAGES}, got {until!r}")
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.model.mega import load_mega
+    from megaviewer.paths import default_model_dir, resources_dir
+    from megaviewer.paths import tokenizer_dir as shipped_tokenizer_dir
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.meshes import SyntheticMeshes
+    from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, evaluate, format_table
+    from training.mega_conditioned import ConditionedConfig, train_conditioned
+    from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
+
+    runs = Path(runs)
+    state = Path(state_dir) if state_dir is not None else None
+    print(describe(recipe), flush=True)
+    times: dict[str, float] = {}
+    tokenizer_metrics: dict = {}
+    if tokenizer_dir is None:
+        tokenizer_dir, tokenizer_metrics = train_tokenizer_stage(recipe, runs, threads, state)
+        if Path(tokenizer_dir).name != "final" or until == "tokenizer":
+            return None
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
+
+    m = recipe.mega
+    start = time.perf_counter()
+    pool = prepare_pool(runs / "pool.safetensors", tokenizer, m.pool_size, 0,
+                        meshes=SyntheticMeshes(prior_kind=m.pool_prior))
+    times["pool_min"] = (time.perf_counter() - start) / 60
+    common = dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, pool=str(runs / "pool.safetensors"),
+                  tokenizer=str(tokenizer_dir), threads=threads, ckpt_every=m.ckpt_every,
+                  warmup_steps=m.warmup_steps)
+    if state is not None:
+        restore(state / "pretrain", stage_dir(runs, "pretrain"))
+    pre_final = pretrain(PretrainConfig(out_dir=str(stage_dir(runs, "pretrain")), steps=m.pretrain_steps,
+                                        **common), tokenizer=tokenizer, pool=pool)
+    if pre_final.name != "final" or until == "pretrain":
+        return None
+    if state is not None:
+        restore(state / "conditioned", stage_dir(runs, "conditioned"))
+    final = train_conditioned(ConditionedConfig(out_dir=str(stage_dir(runs, "conditioned")), steps=m.train_steps,
+                                                init=str(pre_final), masking=m.masking,
+                                                reprojection_rows=m.reprojection_rows, **common),
+                              tokenizer=tokenizer, pool=pool)
+    if final.name != "final":
+        return None
+
+    start = time.perf_counter()
+    regressor = BodyAssets.load().coco_regressor
+    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE)
+    result = evaluate(load_mega(final), tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
+    hard = build_eval_set(tokenizer, HARD_SPLIT_PEOPLE, meshes=SyntheticMeshes(prior_kind="hard"))
+    result["hard_poses"] = evaluate(load_mega(final), tokenizer, regressor, hard)
+    times["evaluation_min"] = (time.perf_counter() - start) / 60
+    result["stage_minutes"] = times
+    result["train_hours"] = {"tokenizer": tokenizer_metrics.get("train_hours"),
+                             "pretrain": _hours(_training_summary(pre_final)),
+                             "conditioned": _hours(_training_summary(final))}
+    result["recipe"] = recipe.to_dict()
+    result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    print(format_table(result))
+    atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
+    if install:
+        _install(final, default_model_dir(), result)
+        _install(pre_final, resources_dir() / "pretrained")
+        if tokenizer_metrics:
+            _install(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
+        print(f"installed into {default_model_dir().parent}")
+    return result
+
+
+def _install(src: Path, dest: Path, metrics: dict | None = None) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy2(src / name, dest / name)
+    if metrics is not None:
+        atomic_write_text(dest / "metrics.json", json.dumps(metrics, indent=2))
