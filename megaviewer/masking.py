@@ -35,13 +35,20 @@ def full_visible(tau: float, n: int) -> int:
     return 0
 
 
-def cosine_full_visible(tau: float, n: int) -> int:
-    """Half the batches fully masked (τ < 1/2), the other half cosine over the rescaled τ."""
-    return 0 if tau < 0.5 else cosine_visible(2.0 * tau - 1.0, n)
+def full_share(share: float) -> ScheduleFn:
+    """A share of the batches fully masked (τ < share: the deterministic task, which also costs the encoder
+    nothing), the others cosine over the rescaled τ (partial masks, for stochastic generation)."""
 
+    def visible(tau: float, n: int) -> int:
+        return 0 if tau < share else cosine_visible((tau - share) / (1.0 - share), n)
+
+    return visible
+
+
+cosine_full_visible = full_share(0.5)
 
 SCHEDULES: dict[str, ScheduleFn] = {"cosine": cosine_visible, "linear": linear_visible, "full": full_visible,
-                                    "cosine_full": cosine_full_visible}
+                                    "cosine_full": cosine_full_visible, "cosine_full75": full_share(0.75)}
 
 
 def visible_count(schedule: str, tau: float, n: int) -> int:

@@ -2,6 +2,7 @@
 
 Usage:
     python scripts/make_contact_sheet.py --out resources/figures/pose_prior_contact_sheet.png --seed 0 --n 64
+    python scripts/make_contact_sheet.py --prior motion --out resources/figures/pose_prior_motion_contact_sheet.png
 
 Writes the PNG (samples with their global orientation, seen from the front camera on +z, y up) and a JSON
 beside it with the APD of the major joints (cm, 500 samples, global orientation removed; MEGA reports
@@ -21,6 +22,7 @@ import torch
 
 from megaviewer.body.anny_body import AnnyBody
 from megaviewer.body.pose_prior import PosePrior, average_pairwise_distance, canonical_batch
+from training.data.priors import PRIOR_KINDS, make_prior
 
 APD_JOINTS = ("root", "upperleg01.L", "upperleg01.R", "lowerleg01.L", "lowerleg01.R", "foot.L", "foot.R",
               "spine03", "spine01", "neck01", "head", "upperarm01.L", "upperarm01.R", "lowerarm01.L",
@@ -77,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("resources/figures/pose_prior_contact_sheet.png"))
     parser.add_argument("--stats", type=Path, default=None, help="JSON path (default: pose_prior_stats.json)")
+    parser.add_argument("--prior", choices=PRIOR_KINDS, default="keyposes",
+                        help="key poses only, key poses + training motion clips, or the held-out clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--cols", type=int, default=8)
@@ -91,7 +95,7 @@ def main() -> None:
     from PIL import Image
 
     body = AnnyBody()
-    prior = PosePrior(body)
+    prior = make_prior(body, args.prior)
     generator = torch.Generator().manual_seed(args.seed)
     params = prior.sample(args.n, generator)
     with torch.no_grad():
@@ -100,6 +104,9 @@ def main() -> None:
     Image.fromarray(render_sheet(vertices, body.faces.numpy(), args.cols, args.cell_px)).save(args.out)
 
     stats = {
+        "prior": args.prior,
+        "figure": args.out.as_posix(),
+        "samples_shown": args.n,
         "seed": args.seed,
         "apd_cm": measure_apd(body, prior, args.apd_samples, torch.Generator().manual_seed(args.seed + 1)),
         "apd_samples": args.apd_samples,
@@ -108,7 +115,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         **measure_speed(body, prior, args.speed_batch, repeats=5),
     }
-    stats_path = args.stats or args.out.with_name("pose_prior_stats.json")
+    name = "pose_prior_stats.json" if args.prior == "keyposes" else f"pose_prior_{args.prior}_stats.json"
+    stats_path = args.stats or args.out.with_name(name)
     stats_path.write_text(json.dumps(stats, indent=2) + "\n")
     print(json.dumps(stats, indent=2))
 

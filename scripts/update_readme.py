@@ -1,6 +1,6 @@
 """Regenerate README's measured-figures section from the JSON files the scripts wrote.
 
-Numbers are never typed by hand: rerun this after ``scripts/train_default.py`` or ``scripts/bench.py``.
+Numbers are never typed by hand: rerun this after ``megaviewer-train recipe`` or ``scripts/bench.py``.
 
     python scripts/update_readme.py
 """
@@ -54,7 +54,7 @@ def _tokenizer_recipe(tok: dict) -> str:
         took = f", about {tok['train_minutes_approx']:.0f} minutes wall-clock,"
     else:
         took = ""
-    text = (f" Recipe (`python scripts/train_default_tokenizer.py`): {tok['train_steps']:,} steps of batch "
+    text = (f" Recipe (`megaviewer-train recipe baseline --until tokenizer`): {tok['train_steps']:,} steps of batch "
             f"{tok['batch_size']}{took} on a 2-core CPU")
     if tok.get("residual_scale"):
         text += (f", learning rate {tok['lr']:g}, the network reading and writing offsets from the rest template "
@@ -146,14 +146,14 @@ def mega_section(m: dict | None) -> str:
 
 
 def _mega_recipe(m: dict) -> list[str]:
-    """The recipe ``scripts/train_default.py`` recorded and the wall-clock minutes of the stages it ran."""
+    """The recipe ``megaviewer-train recipe`` recorded and the wall-clock minutes of the stages it ran."""
     r = m.get("recipe")
     if not r:
         return []
     names = {"tokenizer_min": "tokenizer", "pool_min": "mesh pool", "pretrain_min": "pre-training",
              "conditioned_min": "conditioned training", "evaluation_min": "evaluation"}
     ran = [f"{names.get(k, k)} {v:.1f}" for k, v in m.get("stage_minutes", {}).items() if v >= 0.05]
-    text = (f"Recipe (`python scripts/train_default.py`): `{r['preset']}` preset, pre-training {r['pretrain_steps']:,} "
+    text = (f"Recipe (`megaviewer-train recipe baseline`): `{r['preset']}` preset, pre-training {r['pretrain_steps']:,} "
             f"steps, conditioned training {r['train_steps']:,} steps of batch {r['batch_size']} (learning rate "
             f"{r['lr']:g}, masking `{r['train_masking']}`, 2D loss on {r['reprojection_rows']} rows of each batch) on "
             f"a pool of {r['pool_size']:,} meshes, {r['threads']} torch threads. Stage minutes of the run that wrote "
@@ -310,7 +310,14 @@ def observations_note(mega: dict | None, long: dict | None) -> str:
             f"minutes ({60_000 * long['minutes'] / lifter_seen:.2f} ms each).\n")
 
 
-def body_section(assets: dict | None, prior: dict | None) -> str:
+PRIOR_LABELS = {"keyposes": "key poses only", "motion": "key poses + training motion clips (what training uses)",
+                "hard": "held-out clips (hard-poses split)"}
+
+
+PRIOR_STATS = ("pose_prior_stats", "pose_prior_motion_stats", "pose_prior_hard_stats")
+
+
+def body_section(assets: dict | None, priors: list[dict]) -> str:
     """Held-out errors of the precomputed body assets and the pose prior's diversity and speed."""
     out = []
     if assets:
@@ -320,11 +327,13 @@ def body_section(assets: dict | None, prior: dict | None) -> str:
                    f"{assets['working_vertices']:,}-vertex working mesh {coco['mean']:.2f} mm mean "
                    f"({coco['p95']:.1f} mm p95); upsampling to the {assets['display_vertices']:,}-vertex display mesh "
                    f"{display['mean']:.2f} mm mean ({display['p95']:.1f} mm p95).")
-    if prior:
-        out.append(f"Pose prior (`python scripts/make_contact_sheet.py --seed {prior['seed']} --threads "
-                   f"{prior['torch_threads']}`): APD {prior['apd_cm']:.1f} cm over {prior['apd_samples']} samples; "
-                   f"{prior['canonical_meshes_per_s']:,.0f} canonical meshes/s ({prior['torch_threads']} torch "
-                   f"thread, batch {prior['speed_batch']}).")
+    for prior in priors:
+        kind = prior.get("prior", "keyposes")
+        flag = "" if kind == "keyposes" else f" --prior {kind} --n {prior['samples_shown']} --out {prior['figure']}"
+        out.append(f"Pose prior, {PRIOR_LABELS[kind]} (`python scripts/make_contact_sheet.py{flag} --seed "
+                   f"{prior['seed']} --threads {prior['torch_threads']}`): APD {prior['apd_cm']:.1f} cm over "
+                   f"{prior['apd_samples']} samples; {prior['canonical_meshes_per_s']:,.0f} canonical meshes/s "
+                   f"({prior['torch_threads']} torch thread, batch {prior['speed_batch']}).")
     return "### Body model and pose prior\n\n" + "\n\n".join(out) + "\n" if out else ""
 
 
@@ -404,7 +413,9 @@ def generated_block() -> str:
         lifting_section(_load(res / "baselines" / "mlp_lifting.json"), long, (mega or {}).get("count"))
         + observations_note(mega, long),
         ablation_section(_load(res / "ablation" / "ablation.json")),
-        body_section(_load(res / "body" / "anny.json"), _load(res / "figures" / "pose_prior_stats.json")),
+        body_section(_load(res / "body" / "anny.json"),
+                     [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
+                      if (res / "figures" / f"{name}.json").exists()]),
         bench_section(_load(res / "bench" / "bench_cpu.json")),
         fast_path_section(_load(res / "bench" / "fast_path_before_after.json")),
         routes_section(_load(res / "bench" / "cpu_routes.json")),

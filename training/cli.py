@@ -142,6 +142,8 @@ def _mega_parsers(sub) -> None:
                    help="score the 2D loss on this many samples per batch (default: all, as the original)")
     t.add_argument("--geometry-weight", type=float, default=0.0,
                    help="weight of the soft-decoded mesh loss (ours; default 0 = off)")
+    t.add_argument("--code-smoothing", type=float, default=0.0,
+                   help="share of each token target moved to neighbouring codes (ours; default 0 = one-hot)")
     _mega_common(t)
 
     i = sub.add_parser("image-path", help="train an image-conditioned MEGA on rendered crops (small scale)")
@@ -176,7 +178,7 @@ def _mega_config(args, cls):
         values["init"] = args.init
         values["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
         values["reprojection_rows"] = args.reprojection_rows
-        values["weights"] = LossWeights(geometry=args.geometry_weight)
+        values["weights"] = LossWeights(geometry=args.geometry_weight, code_smoothing=args.code_smoothing)
     return cls(**values)
 
 

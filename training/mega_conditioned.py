@@ -31,7 +31,7 @@ from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.observations import ObservationBatch, ObservationConfig, synthesize
 from training.data.pool import MeshPool
 from training.loop import train
-from training.mega_losses import LossWeights, hmr_losses
+from training.mega_losses import LossWeights, code_neighbour_targets, hmr_losses
 from training.mega_pretrain import (
     PretrainConfig,
     build_mega,
@@ -127,6 +127,8 @@ class ConditionedTask:
         self.observation = observation or ObservationConfig()
         self.weights = weights or LossWeights()
         self.reprojection_rows = reprojection_rows
+        self.soft_targets = (code_neighbour_targets(tokenizer.quantizer.codebook, self.weights.code_smoothing)
+                             if self.weights.code_smoothing > 0 else None)
 
     def config_dict(self) -> dict[str, Any]:
         return self.model.config.to_dict()
@@ -153,7 +155,7 @@ class ConditionedTask:
         tokenizer, regressor = self._frozen_on(device)
         return hmr_losses(out.logits, out.rot6d, out.cam, tokens, visible, obs.rot_cam.to(device),
                           obs.joints2d.to(device), obs.joints2d_conf.to(device), tokenizer, regressor,
-                          self.weights, self.reprojection_rows)
+                          self.weights, self.reprojection_rows, self.soft_targets)
 
     def training_step(self, model: nn.Module, step: int,
                       generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:

@@ -40,18 +40,38 @@ class TokenLoss:
     masked: int  # number of masked positions in the batch
 
 
-def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor) -> TokenLoss:
-    """CE of ``logits`` (B, N, S) against ``targets`` (B, N) on positions where ``visible`` is False."""
+def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor,
+                      soft_targets: torch.Tensor | None = None) -> TokenLoss:
+    """CE of ``logits`` (B, N, S) against ``targets`` (B, N) on positions where ``visible`` is False; with
+    ``soft_targets`` (S, S), against the distribution ``soft_targets[target]`` instead of a one-hot."""
     masked = ~visible
     count = int(masked.sum())
     if count == 0:
         return TokenLoss(logits.sum() * 0.0, float("nan"), 0)
     picked = logits[masked]
     wanted = targets[masked]
-    loss = F.cross_entropy(picked.float(), wanted)
+    goal = wanted if soft_targets is None else soft_targets.to(picked.device)[wanted]
+    loss = F.cross_entropy(picked.float(), goal)
     with torch.no_grad():
         accuracy = float((picked.argmax(dim=-1) == wanted).float().mean())
     return TokenLoss(loss, accuracy, count)
+
+
+def code_neighbour_targets(codebook: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """(S, S) target distributions that keep ``1 - smoothing`` of the mass on the true code and spread
+    ``smoothing`` over the other codes in proportion to exp(-d^2 / t), d the distance between code vectors and
+    t the median squared distance of a code to its nearest neighbour.
+
+    Why: cross-entropy against a one-hot scores every wrong code alike, although the decoder maps nearby code
+    vectors to nearby shapes; these targets tell the model which mistakes are cheap, for the cost of one
+    (S, S) table (the geometry loss below says the same through the decoder, at 45 % more time per step).
+    """
+    code = codebook.float()
+    dist2 = torch.cdist(code, code).pow(2)
+    dist2.fill_diagonal_(float("inf"))
+    scale = dist2.min(dim=1).values.median().clamp_min(1e-12)
+    neighbours = torch.softmax(-dist2 / scale, dim=1)
+    return (1.0 - smoothing) * torch.eye(code.shape[0]) + smoothing * neighbours
 
 
 def rotation_loss(rot6d: torch.Tensor, rot_gt: torch.Tensor) -> torch.Tensor:
@@ -112,17 +132,20 @@ class LossWeights:
     rotation: float = 1.0
     reprojection: float = 1.0
     geometry: float = 0.0
+    code_smoothing: float = 0.0  # share of the token target moved to neighbouring codes (code_neighbour_targets)
 
 
 def hmr_losses(logits: torch.Tensor, rot6d: torch.Tensor, cam: torch.Tensor, targets: torch.Tensor,
                visible: torch.Tensor, rot_gt: torch.Tensor, joints2d: torch.Tensor, conf: torch.Tensor,
                tokenizer: nn.Module, regressor: torch.Tensor, weights: LossWeights | None = None,
-               reprojection_rows: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               reprojection_rows: int | None = None,
+               soft_targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total conditioned-training loss and its logged parts (token CE, rotation MSE, 2D L1, accuracy).
 
-    ``reprojection_rows``: score the 2D loss on the first that many samples only (module docstring)."""
+    ``reprojection_rows``: score the 2D loss on the first that many samples only (module docstring);
+    ``soft_targets``: the table of :func:`code_neighbour_targets` (when ``weights.code_smoothing`` > 0)."""
     weights = weights or LossWeights()
-    tok = masked_token_loss(logits, targets, visible)
+    tok = masked_token_loss(logits, targets, visible, soft_targets)
     rot = rotation_loss(rot6d, rot_gt)
     r = targets.shape[0] if reprojection_rows is None else max(1, min(reprojection_rows, targets.shape[0]))
     joints = decoded_joints(tokenizer, completed_tokens(targets[:r], visible[:r], logits[:r]), regressor)

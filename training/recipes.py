@@ -52,6 +52,7 @@ class MegaStage:
     warmup_steps: int = 200
     masking: str = "cosine_full"
     reprojection_rows: int | None = 16
+    code_smoothing: float = 0.0  # training.mega_losses.code_neighbour_targets
     ckpt_every: int = 500
     pool_seconds_per_mesh: float = 0.0025
     pretrain_seconds_per_step: float = 0.28
@@ -112,4 +113,15 @@ register(Recipe(
     summary="a model in about 80 minutes on a 2-core CPU",
     tokenizer=TokenizerStage(steps=8_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0),
     mega=MegaStage(pool_size=30_000, pretrain_steps=1_000, train_steps=4_000),
+))
+
+# The recipe of the previous release of the shipped files, about 82 minutes on a 2-core CPU: the tokenizer on
+# absolute coordinates and everything on the authored key poses only. Kept as the reference point of the
+# training-speed comparison (``scripts/bench_training.py``) and the ablation rows.
+register(Recipe(
+    name="baseline",
+    summary="82-minute recipe: absolute-coordinate tokenizer, key poses only",
+    tokenizer=TokenizerStage(steps=12_000, batch_size=16, lr=1e-3, channels=(16, 32, 64), residual_scale=0.0,
+                             prior="keyposes", chunk_size=0, seconds_per_step=0.2),
+    mega=MegaStage(pool_prior="keyposes"),
 ))

@@ -96,6 +96,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     from training.data.meshes import SyntheticMeshes
     from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, evaluate, format_table
     from training.mega_conditioned import ConditionedConfig, train_conditioned
+    from training.mega_losses import LossWeights
     from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
 
     runs = Path(runs)
@@ -127,7 +128,8 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         restore(state / "conditioned", stage_dir(runs, "conditioned"))
     final = train_conditioned(ConditionedConfig(out_dir=str(stage_dir(runs, "conditioned")), steps=m.train_steps,
                                                 init=str(pre_final), masking=m.masking,
-                                                reprojection_rows=m.reprojection_rows, **common),
+                                                reprojection_rows=m.reprojection_rows,
+                                                weights=LossWeights(code_smoothing=m.code_smoothing), **common),
                               tokenizer=tokenizer, pool=pool)
     if final.name != "final":
         return None

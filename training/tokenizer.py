@@ -1,6 +1,6 @@
 """Train and evaluate the Mesh-VQ-VAE tokenizer on synthetic canonical meshes.
 
-Loss as the original (reference-facts §1.5): mean per-vertex Euclidean distance between the
+Loss as the original (docs/original-implementation.md §3.5): mean per-vertex Euclidean distance between the
 (centroid-centred) reconstruction and the target, plus the quantiser's commitment term. Dead codes are
 restarted every ``restart_every`` steps. Evaluation reports PVE / MPJPE / PA-MPJPE in mm (COCO-17 joints
 regressed from the meshes), codebook usage and perplexity on a held-out set.
@@ -38,6 +38,8 @@ class TokenizerTrainConfig:
     # 0: pose every batch afresh.
     chunk_size: int = 0
     chunk_reuse: int = 4
+    stop_at: int | None = None  # end this invocation after that many steps (resumable)
+    progress: bool = True
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
 
@@ -94,7 +96,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
     data = data or SyntheticMeshes(prior_kind=cfg.prior)
     loop = LoopConfig(out_dir=cfg.out_dir, total_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                       warmup_steps=cfg.warmup_steps, schedule="cosine", ckpt_every=cfg.ckpt_every,
-                      seed=cfg.seed, betas=(0.9, 0.99), log_every=50)
+                      seed=cfg.seed, betas=(0.9, 0.99), log_every=50, stop_at=cfg.stop_at,
+                      progress=cfg.progress)
     stream = None
     if cfg.chunk_size:
         steps_per_chunk = max(1, cfg.chunk_size * cfg.chunk_reuse // cfg.batch_size)

@@ -149,7 +149,7 @@ class KeypointConditioner(nn.Module):
 
     input_key = "keypoints"
 
-    def __init__(self, num_keypoints: int, dim: int, hidden: int = 256):
+    def __init__(self, num_keypoints: int, dim: int, hidden: int = 256, global_token: bool = False):
         super().__init__()
         self.num_keypoints = num_keypoints
         self.point_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, dim))
@@ -158,6 +158,9 @@ class KeypointConditioner(nn.Module):
         self.pool_mlp = nn.Sequential(nn.Linear(3 * num_keypoints, hidden), nn.GELU(),
                                       nn.Linear(hidden, hidden))
         self.pooled_dim = hidden
+        # Optional extra token from the pooled feature: an MLP over all keypoints at once, which learns the
+        # 2D -> 3D pose relation fast (as a direct lifter does), handed to every decoder row.
+        self.global_proj = nn.Linear(hidden, dim) if global_token else None
         trunc_normal_(self.type_emb)
         trunc_normal_(self.missing_emb)
 
@@ -169,13 +172,17 @@ class KeypointConditioner(nn.Module):
         xy = torch.where(present, keypoints[..., :2], torch.zeros_like(keypoints[..., :2]))  # NaN-safe
         clean = torch.cat([xy, conf], dim=-1)
         tokens = self.point_mlp(clean) + self.type_emb + (~present) * self.missing_emb
-        return tokens, self.pool_mlp(clean.flatten(1))
+        pooled = self.pool_mlp(clean.flatten(1))
+        if self.global_proj is not None:
+            tokens = torch.cat([tokens, self.global_proj(pooled)[:, None]], dim=1)
+        return tokens, pooled
 
 
 ConditionerFactory = Callable[[ConditioningConfig, int], nn.Module]
 _CONDITIONERS: dict[str, ConditionerFactory] = {
     "image": lambda cfg, dim: ImageConditioner(cfg.image_backbone, dim, cfg.image_size, cfg.backbone_weights),
-    "keypoints": lambda cfg, dim: KeypointConditioner(cfg.num_keypoints, dim, cfg.keypoint_hidden),
+    "keypoints": lambda cfg, dim: KeypointConditioner(cfg.num_keypoints, dim, cfg.keypoint_hidden,
+                                                      cfg.keypoint_global_token),
 }
 
 

@@ -31,6 +31,10 @@ class ConditioningConfig:
     backbone_weights: str | None = None  # local .safetensors file; nothing is ever downloaded
     num_keypoints: int = 17  # COCO-17
     keypoint_hidden: int = 256  # width of the keypoint MLPs and of the keypoint pooled feature
+    # One more conditioning token made from the pooled feature of all keypoints together (see
+    # KeypointConditioner): the decoder then reads the whole skeleton at once instead of assembling it from
+    # 17 separate keypoint tokens through attention.
+    keypoint_global_token: bool = False
 
     def __post_init__(self) -> None:
         kinds = tuple(self.kinds)
@@ -150,6 +154,14 @@ def _cpu_fast() -> MegaConfig:
     encoder is only used by stochastic generation."""
     return MegaConfig(dim=128, enc_depth=3, dec_depth=3, heads=4,
                       conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=128))
+
+
+@register_preset("cpu_fast_global")
+def _cpu_fast_global() -> MegaConfig:
+    """``cpu_fast`` with the whole-skeleton keypoint token (``keypoint_global_token``)."""
+    return MegaConfig(dim=128, enc_depth=3, dec_depth=3, heads=4,
+                      conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=128,
+                                                      keypoint_global_token=True))
 
 
 @register_preset("test_tiny")

@@ -1,0 +1,152 @@
+"""Time to accuracy of conditioned MEGA training: CPU-minutes until the benchmark's deterministic PA-MPJPE
+reaches a target, for several recipes of the conditioned stage, side by side on one machine.
+
+Every variant starts from the same pre-trained model and trains on the same mesh pool (the shipped tokenizer's
+tokens of the key-pose prior, as the ``baseline`` recipe), and is evaluated every ``eval_every`` steps on the
+benchmark's held-out people (deterministic mode only). Training time is the loop's own wall-clock record
+(``train_seconds`` of each checkpoint), so evaluation time is not counted. A variant is a full schedule
+(its learning-rate decay is laid out over its ``steps``), run to the end or stopped at ``max_minutes``.
+
+``python scripts/bench_training.py`` writes ``resources/bench/train_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from training.recipes import MegaStage, get_recipe
+
+SCHEMA = "megaviewer.bench.train_throughput/1"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A conditioned-stage recipe to time: the baseline recipe's MEGA stage with some settings replaced."""
+
+    name: str
+    label: str
+    changes: dict = field(default_factory=dict)  # MegaStage fields -> values
+
+    @property
+    def stage(self) -> MegaStage:
+        return replace(get_recipe("baseline").mega, **self.changes)
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("baseline", "baseline recipe: lr 1e-3, 5,400 steps, half full-mask batches, 2D loss on 16 rows"),
+    Variant("lr3e-3", "lr 3e-3, 1,800 steps", {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100}),
+    Variant("full75_rows4", "lr 3e-3, 1,800 steps, three quarters of the batches fully masked, 2D loss on 4 rows",
+            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
+             "reprojection_rows": 4}),
+    Variant("full75_rows4_soft", "as full75_rows4, a third of each token target on neighbouring codes",
+            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
+             "reprojection_rows": 4, "code_smoothing": 0.3}),
+    Variant("global_full75_rows4", "as full75_rows4, with the whole-skeleton keypoint token (cpu_fast_global)",
+            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
+             "reprojection_rows": 4, "preset": "cpu_fast_global"}),
+)}
+
+
+@dataclass
+class CurvePoint:
+    steps: int
+    train_minutes: float
+    pa_mpjpe: float
+    mpjpe: float
+
+
+def deterministic_pa_mpjpe(model_dir: Path, tokenizer, regressor, data) -> tuple[float, float]:
+    from megaviewer.model.mega import load_mega
+    from training.evaluate import deterministic_scores
+
+    scores = deterministic_scores(load_mega(model_dir), tokenizer, regressor, data)
+    return scores["pa_mpjpe"].mean().item(), scores["mpjpe"].mean().item()
+
+
+def minutes_to_target(curve: list[CurvePoint], target: float) -> float | None:
+    """Training minutes at which the curve first reaches ``target`` (linear between evaluations)."""
+    previous = None
+    for point in curve:
+        if point.pa_mpjpe <= target:
+            if previous is None:
+                return point.train_minutes
+            frac = (previous.pa_mpjpe - target) / max(previous.pa_mpjpe - point.pa_mpjpe, 1e-9)
+            return previous.train_minutes + frac * (point.train_minutes - previous.train_minutes)
+        previous = point
+    return None
+
+
+def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regressor, data, eval_every: int,
+                threads: int, max_minutes: float, target: float, progress: bool = False) -> dict:
+    from training.mega_conditioned import ConditionedConfig, train_conditioned
+    from training.mega_losses import LossWeights
+    from training.run_recipe import _training_summary
+    from training.state import checkpoint_step
+
+    out = runs / variant.name
+    stage = variant.stage
+    curve: list[CurvePoint] = []
+    stop = 0
+    while stop < stage.train_steps:
+        stop = min(stop + eval_every, stage.train_steps)
+        cfg = ConditionedConfig(out_dir=str(out), preset=stage.preset, steps=stage.train_steps,
+                                batch_size=stage.batch_size, lr=stage.lr, warmup_steps=stage.warmup_steps,
+                                masking=stage.masking, reprojection_rows=stage.reprojection_rows, init=str(init),
+                                pool="unused", ckpt_every=eval_every, threads=threads, progress=progress,
+                                stop_at=stop, weights=LossWeights(code_smoothing=stage.code_smoothing))
+        folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
+        seconds = _training_summary(folder).get("train_seconds") if folder.name == "final" else None
+        if seconds is None:
+            state = json.loads((folder / "trainer_state.json").read_text())
+            seconds = state["train_seconds"]
+        pa, mpjpe = deterministic_pa_mpjpe(folder, tokenizer, regressor, data)
+        step = stage.train_steps if folder.name == "final" else checkpoint_step(folder)
+        curve.append(CurvePoint(step, seconds / 60, pa, mpjpe))
+        print(f"{variant.name}: step {step}, {seconds / 60:.1f} min, PA-MPJPE {pa:.1f} mm", flush=True)
+        if seconds / 60 > max_minutes or pa <= target:
+            break
+    return {"variant": {"name": variant.name, "label": variant.label, "stage": asdict(stage)},
+            "curve": [asdict(p) for p in curve],
+            "minutes_to_target": minutes_to_target(curve, target)}
+
+
+def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: int, max_minutes: float,
+        target: float, people: int) -> dict:
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.io.atomic import atomic_write_text
+    from megaviewer.paths import resources_dir
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.meshes import SyntheticMeshes
+    from training.evaluate import build_eval_set
+    from training.mega_pretrain import prepare_pool
+
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = MeshVQVAE.from_pretrained(resources_dir() / "tokenizer")
+    stage = get_recipe("baseline").mega
+    pool = prepare_pool(runs / "pool.safetensors", tokenizer, stage.pool_size, 0,
+                        meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
+    regressor = BodyAssets.load().coco_regressor.float()
+    data = build_eval_set(tokenizer, people)
+    report = json.loads(out_json.read_text()) if out_json.exists() else {"variants": {}}
+    report.update({"schema": SCHEMA, "command": "python scripts/bench_training.py", "target_pa_mpjpe": target,
+                   "eval_people": people, "eval_every": eval_every, "torch_threads": torch.get_num_threads(),
+                   "machine": platform.processor() or platform.machine(),
+                   "date": time.strftime("%Y-%m-%d")})
+    for name in names:
+        result = run_variant(VARIANTS[name], runs, resources_dir() / "pretrained", tokenizer, pool, regressor,
+                             data, eval_every, threads, max_minutes, target)
+        report["variants"][name] = result
+        atomic_write_text(out_json, json.dumps(report, indent=2))
+    base = report["variants"].get("baseline", {}).get("minutes_to_target")
+    for result in report["variants"].values():
+        mine = result.get("minutes_to_target")
+        result["speedup_vs_baseline"] = base / mine if base and mine else None
+    atomic_write_text(out_json, json.dumps(report, indent=2))
+    return report
