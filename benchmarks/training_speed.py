@@ -50,6 +50,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("global_full75_rows4", "as full75_rows4, with the whole-skeleton keypoint token (cpu_fast_global)",
             {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
              "reprojection_rows": 4, "preset": "cpu_fast_global"}),
+    Variant("global_lift", "as global_full75_rows4, plus the auxiliary 3D-joint read-out loss (weight 5)",
+            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
+             "reprojection_rows": 4, "preset": "cpu_fast_lift", "lifting": 5.0}),
+    Variant("b32_full75_rows4", "as full75_rows4 with batches of 32: twice the updates for the same observations",
+            {"train_steps": 3_600, "batch_size": 32, "lr": 2e-3, "warmup_steps": 200, "masking": "cosine_full75",
+             "reprojection_rows": 4}),
 )}
 
 
@@ -99,7 +105,8 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
                                 batch_size=stage.batch_size, lr=stage.lr, warmup_steps=stage.warmup_steps,
                                 masking=stage.masking, reprojection_rows=stage.reprojection_rows, init=str(init),
                                 pool="unused", ckpt_every=eval_every, threads=threads, progress=progress,
-                                stop_at=stop, weights=LossWeights(code_smoothing=stage.code_smoothing))
+                                stop_at=stop,
+                                weights=LossWeights(code_smoothing=stage.code_smoothing, lifting=stage.lifting))
         folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
         seconds = _training_summary(folder).get("train_seconds") if folder.name == "final" else None
         if seconds is None:
@@ -117,7 +124,7 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
 
 
 def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: int, max_minutes: float,
-        target: float, people: int) -> dict:
+        target: float, people: int, note: str | None = None) -> dict:
     from megaviewer.body.assets import BodyAssets
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.paths import resources_dir
@@ -139,6 +146,8 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
                    "eval_people": people, "eval_every": eval_every, "torch_threads": torch.get_num_threads(),
                    "machine": platform.processor() or platform.machine(),
                    "date": time.strftime("%Y-%m-%d")})
+    if note:
+        report["note"] = note
     for name in names:
         result = run_variant(VARIANTS[name], runs, resources_dir() / "pretrained", tokenizer, pool, regressor,
                              data, eval_every, threads, max_minutes, target)

@@ -3,7 +3,8 @@
 Conventions (docs/original-implementation.md §1, §7):
 
 * The camera frame is OpenCV's: x right, y down, z forward (into the scene). Pixel (0, 0) is the top-left
-  corner of the image; the principal point defaults to the image centre, as in the original demo.
+  corner of the image; the principal point defaults to the image centre, as in the original demo. The
+  focal length comes from the photo (:mod:`megaviewer.intrinsics`: EXIF, else a 55° diagonal field of view).
 * Bodies live in the shared frame of :mod:`megaviewer.body.base` (metres, y up, facing +z). A body standing
   upright and facing the camera has camera-frame orientation ``FLIP_X = diag(1, -1, -1)`` (180° about x),
   so ``R_cam = FLIP_X @ R_shared``. The original folds this flip into the root orientation, which is why
@@ -17,9 +18,12 @@ Everything here is differentiable torch; shapes use B for the batch and P for po
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+
+from megaviewer.intrinsics import DEFAULT_DIAGONAL_FOV_DEG
 
 FLIP_X = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 """Shared frame (y up, facing +z) -> OpenCV camera frame for an upright body facing the camera."""
@@ -36,11 +40,22 @@ def shared_to_camera_rotation(orient: torch.Tensor) -> torch.Tensor:
     return FLIP_X.to(orient) @ orient
 
 
-def default_focal(image_size: ImageSize, batch: int | None = None) -> torch.Tensor:
-    """The original demo's focal length in pixels: ``1000 / 224 · max(W, H)``.
+def default_focal(image_size: ImageSize, batch: int | None = None,
+                  fov_deg: float = DEFAULT_DIAGONAL_FOV_DEG) -> torch.Tensor:
+    """The focal length in pixels assumed when the photo gives none: ``fov_deg`` across the image diagonal.
 
-    Why: the original never knew the real intrinsics; it assumed a 1000-px focal at the 224-px crop of a
-    square image side, i.e. a ~25° field of view, scaled to the full image. Returns (B,).
+    Why 55° and not the original's camera: see :mod:`megaviewer.intrinsics` (a typical lens puts people at
+    the distances they were photographed from; :func:`original_demo_focal` is a 13° telephoto). Returns (B,).
+    """
+    wh = _as_wh(image_size, batch)
+    return wh.norm(dim=-1) / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+
+
+def original_demo_focal(image_size: ImageSize, batch: int | None = None) -> torch.Tensor:
+    """The original demo's focal length in pixels: ``1000 / 224 · max(W, H)`` (for comparisons only).
+
+    The original never knew the real intrinsics; it assumed a 1000-px focal at the 224-px crop of the
+    image's long side, a 12.8° field of view across that side. Returns (B,).
     """
     wh = _as_wh(image_size, batch)
     return CROP_FOCAL_PX / CROP_RES_PX * wh.amax(dim=-1)
@@ -87,10 +102,11 @@ def crop_to_full(cam: torch.Tensor, box_center: torch.Tensor, box_side: torch.Te
     """Weak-perspective crop camera -> perspective translation in the full image (the original demo).
 
     cam (B, 3) = [s, tx, ty]; box_center (B, 2) px; box_side (B,) px; image_size (W, H) or (B, 2);
-    focal (B,) px or a float; ``None`` uses :func:`default_focal` (1000/224 · max(W, H), as the original
-    demo: it has no intrinsics). Returns translation (B, 3) of the centroid in the camera frame and the
-    focal (B,). With the principal point at the image centre, a point at the centroid's depth projects to
-    exactly the pixel the weak-perspective camera puts it at (docs/original-implementation.md §7):
+    focal (B,) px or a float; ``None`` uses :func:`default_focal` (a 55° diagonal field of view; a photo's
+    own focal comes from :mod:`megaviewer.intrinsics`). Returns translation (B, 3) of the centroid in the
+    camera frame and the focal (B,). With the principal point at the image centre, a point at the
+    centroid's depth projects to exactly the pixel the weak-perspective camera puts it at
+    (docs/original-implementation.md §7):
     ``tz = 2F/(b s)``, ``tx' = tx + 2(cx - W/2)/(b s)``, ``ty' = ty + 2(cy - H/2)/(b s)``.
     """
     batch = cam.shape[0]
@@ -183,5 +199,5 @@ def _as_wh(image_size: ImageSize, batch: int | None) -> torch.Tensor:
 
 def _as_focal(focal: torch.Tensor | float | None, wh: torch.Tensor) -> torch.Tensor:
     if focal is None:
-        return CROP_FOCAL_PX / CROP_RES_PX * wh.amax(dim=-1)
+        return default_focal(wh)
     return torch.as_tensor(focal, dtype=wh.dtype, device=wh.device).reshape(-1).expand(wh.shape[0])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from megaviewer.app.exports import FORMATS, ExportOptions
+from megaviewer.intrinsics import DEFAULT_DIAGONAL_FOV_DEG
 from megaviewer.settings import DEFAULTS, MODES
 
 if TYPE_CHECKING:
@@ -87,10 +88,15 @@ def build_infer_parser() -> argparse.ArgumentParser:
                    "keypoints (the fit is on by default; see megaviewer.camera_fit)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     p.add_argument("--formats", default=DEFAULT_FORMATS,
-                   help=f"comma list of {','.join(FORMATS)} (default {DEFAULT_FORMATS}; mp4: overlay video)")
+                   help=f"comma list of {','.join(FORMATS)} (default {DEFAULT_FORMATS}; mp4: overlay video; "
+                   "scene: all people of a picture in one camera-frame GLB)")
+    p.add_argument("--fov", type=float, default=DEFAULT_DIAGONAL_FOV_DEG, metavar="DEG",
+                   help="diagonal field of view assumed for photos without an EXIF focal length and for videos "
+                   f"(default {DEFAULT_DIAGONAL_FOV_DEG:g}; see megaviewer.intrinsics)")
     p.add_argument("--keypoints", type=Path, metavar="FILE.json",
                    help="COCO-format keypoints from your own detector for some or all images (MediaPipe "
-                   "is then not used for those; videos always use MediaPipe)")
+                   "is then not used for those; videos always use MediaPipe); an entry may add "
+                   "'landmarks_3d': 33 x (x, y, z[, visibility]) in metres around the hips")
     p.add_argument("--model", type=Path, metavar="DIR", help="checkpoint folder (default: the shipped model)")
     p.add_argument("--max-people", type=int, default=PoseDetector.max_people, metavar="N",
                    help=f"people per image (default {PoseDetector.max_people})")
@@ -123,6 +129,8 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
         parser.error("--samples needs --mode stochastic (deterministic mode returns one mesh)")
     if not 0.0 <= args.min_confidence <= 1.0:
         parser.error("--min-confidence must lie in [0, 1]")
+    if not 1.0 <= args.fov <= 170.0:
+        parser.error("--fov must lie in [1, 170] degrees")
     keypoints = None
     if args.keypoints is not None:
         from megaviewer.vision.pipeline import KeypointsFile, KeypointsFileError
@@ -144,7 +152,7 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
     settings = DEFAULTS.with_(mode=args.mode, num_samples=args.samples, steps=args.steps,
                               temperature=args.temperature, seed=args.seed, fit_camera=args.camera_fit)
     options = BatchOptions(out=args.out, settings=settings, max_people=args.max_people,
-                           min_confidence=args.min_confidence, every=args.every, quiet=args.quiet,
+                           min_confidence=args.min_confidence, every=args.every, quiet=args.quiet, fov_deg=args.fov,
                            exports=ExportOptions(formats, args.frame, args.topology, args.all_samples))
     items, failures = expand_inputs(args.inputs)
     for name, reason in failures:

@@ -26,6 +26,11 @@ camera stay in the result (``network_rotation`` / ``network_cam``) with the fit'
 Pass ``fit_camera=False`` to ``Engine`` (the default for every call) or to ``recover`` (one call) for the
 raw network placement.
 
+Camera: with a crop box the meshes are placed in the photo's camera frame, with the box's ``focal`` (the
+photo's, from :mod:`megaviewer.intrinsics`) or, when the box has none, a 55° diagonal field of view
+(:func:`megaviewer.camera.default_focal`). The detector's 3D landmarks, when passed (``landmarks_3d``), are
+checked and kept in the result (:mod:`megaviewer.vision.landmarks`); no shipped model is conditioned on them.
+
 Defaults of ``recover`` (mode, Q, T, temperature, seed, camera fit) come from
 :data:`megaviewer.settings.DEFAULTS`, the same values the command line and the app start from. Timings
 (``result.timings_ms``) are measured per stage, each on its own clock: ``generate_ms`` (the transformer),
@@ -57,11 +62,17 @@ from megaviewer.tokenizer.model import MeshVQVAE
 
 @dataclass
 class CropBox:
-    """Square crop in the full image: centre (x, y) and side, in pixels, plus the image size (W, H)."""
+    """Square crop in the full image: centre (x, y) and side, in pixels, plus the image size (W, H).
+
+    ``focal`` is the photo's focal length in pixels of ``image_size`` (``None``: a 55° diagonal field of
+    view) and ``focal_source`` where it came from (:data:`megaviewer.intrinsics.SOURCES`).
+    """
 
     center: tuple[float, float]
     side: float
     image_size: tuple[int, int]
+    focal: float | None = None
+    focal_source: str | None = None
 
 
 def default_device() -> torch.device:
@@ -191,19 +202,27 @@ class Engine:
     def recover(self, keypoints=None, image=None, *, mode: str = DEFAULTS.mode, num_samples: int | None = None,
                 steps: int = DEFAULTS.steps, temperature: float = DEFAULTS.temperature,
                 seed: int | None = DEFAULTS.seed, crop: CropBox | None = None, return_trace: bool = True,
-                fit_camera: bool | None = None) -> RecoveryResult:
+                fit_camera: bool | None = None, landmarks_3d=None) -> RecoveryResult:
         """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop.
 
         ``num_samples`` (Q) is used in stochastic mode (default ``DEFAULTS.num_samples``); deterministic mode
         returns one mesh. ``fit_camera`` (default: the engine's ``fit_camera``, on) fits every hypothesis's
         rotation and camera to the keypoints (module docstring); it needs keypoints and a model with a
-        rotation/camera head.
+        rotation/camera head. ``landmarks_3d`` (33, 3 or 4): the detector's 3D landmarks, checked and kept
+        in the result.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if crop is not None and not (np.isfinite(crop.center).all() and np.isfinite(crop.side) and crop.side > 0):
             raise ValueError(f"crop box needs a finite centre and a positive side, got centre {crop.center} "
                              f"and side {crop.side}")
+        if crop is not None and crop.focal is not None and not (np.isfinite(crop.focal) and crop.focal > 0):
+            raise ValueError(f"crop box focal must be a positive number of pixels, got {crop.focal}")
+        landmarks = None
+        if landmarks_3d is not None:
+            from megaviewer.vision.landmarks import parse_landmarks_3d
+
+            landmarks = torch.from_numpy(parse_landmarks_3d(landmarks_3d))
         clock = _StageClock(self.device)
         inputs = self._conditioning(keypoints, image)
         cond = self.model.encode_conditioning(inputs)
@@ -217,7 +236,9 @@ class Engine:
                                       temperature=temperature, generator=gen, return_trace=return_trace)
         clock.lap("generate_ms")
         fit = self.fit_camera if fit_camera is None else bool(fit_camera)
-        return self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock)
+        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock)
+        result.landmarks_3d = landmarks
+        return result
 
     @torch.inference_mode()
     @_in_precision
@@ -258,14 +279,16 @@ class Engine:
             cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
         oriented = canonical @ rotation.transpose(-1, -2)
         translation = torch.zeros(q, 3, device=canonical.device)
-        focal = None
+        focal = image_size = focal_source = None
         if crop is not None:
             from megaviewer.camera import crop_to_full
 
             center = torch.tensor([crop.center], dtype=torch.float32, device=cam.device).expand(q, 2)
             side = torch.full((q,), float(crop.side), device=cam.device)
-            translation, focal_t = crop_to_full(cam, center, side, crop.image_size)
+            translation, focal_t = crop_to_full(cam, center, side, crop.image_size, crop.focal)
             focal = float(focal_t[0])
+            image_size = (int(crop.image_size[0]), int(crop.image_size[1]))
+            focal_source = crop.focal_source or ("given" if crop.focal is not None else "default-fov")
         camera_vertices = oriented + translation[:, None, :]
         joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, camera_vertices)
         clock.lap("place_ms")
@@ -275,6 +298,7 @@ class Engine:
             focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace, timings_ms=clock.laps,
             network_rotation=network_rotation.cpu() if network_rotation is not None else None,
             network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
+            image_size=image_size, focal_source=focal_source,
         )
 
 

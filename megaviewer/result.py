@@ -8,6 +8,11 @@ When the engine fitted the camera to the keypoints (:mod:`megaviewer.camera_fit`
 ``rotation``, ``cam_weak``, ``camera_vertices``, ``translation`` and ``joints`` are the fitted ones; the
 network's own rotation and camera are kept in ``network_rotation`` / ``network_cam`` and ``camera_fit``
 says per hypothesis whether the fit was used and the reprojection error before and after.
+
+The camera is the photo's (:mod:`megaviewer.intrinsics`): ``focal`` in pixels of ``image_size``, principal
+point at the image centre, ``focal_source`` saying whether the photo's EXIF gave it or it was assumed.
+``landmarks_3d`` are the detector's 3D landmarks the recovery was given (:mod:`megaviewer.vision.landmarks`),
+kept with the result for the tools and models that read them.
 """
 
 from __future__ import annotations
@@ -37,10 +42,27 @@ class RecoveryResult:
     network_rotation: torch.Tensor | None = None  # (Q, 3, 3) the network's rotation when the camera was fitted
     network_cam: torch.Tensor | None = None  # (Q, 3) the network's [s, tx, ty] when the camera was fitted
     camera_fit: CameraFit | None = None  # what the camera fit did (None: not run)
+    image_size: tuple[int, int] | None = None  # (W, H) of the image ``focal`` refers to
+    focal_source: str | None = None  # megaviewer.intrinsics.SOURCES: "exif-35mm", "default-fov", ...
+    landmarks_3d: torch.Tensor | None = None  # (33, 4) the detector's 3D landmarks (metres, hip-centred), if given
 
     @property
     def num_samples(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def focal_35mm(self) -> float | None:
+        """The focal as a 35 mm-equivalent length in mm (same diagonal field of view), when known."""
+        if self.focal is None or not self.image_size:
+            return None
+        from megaviewer.intrinsics import focal_35mm
+
+        return focal_35mm(self.focal, self.image_size)
+
+    @property
+    def distance_m(self) -> float:
+        """How far the body's centroid is from the camera (mean over the hypotheses), metres."""
+        return float(self.translation.mean(dim=0).norm())
 
     @property
     def mean_canonical(self) -> torch.Tensor:

@@ -28,9 +28,10 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=90.0, help="stop a variant after this much training")
     parser.add_argument("--target", type=float, default=77.7, help="deterministic PA-MPJPE to reach, mm")
     parser.add_argument("--people", type=int, default=512)
+    parser.add_argument("--note", default=None, help="conditions of the measurement, recorded in the report")
     args = parser.parse_args()
     run([n for n in args.only.split(",") if n], args.out, args.runs, args.eval_every, args.threads,
-        args.max_minutes, args.target, args.people)
+        args.max_minutes, args.target, args.people, args.note)
 
 
 if __name__ == "__main__":

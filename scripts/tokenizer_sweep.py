@@ -86,8 +86,7 @@ def main() -> None:
 
 def downstream_record(metrics: dict) -> dict:
     """The figures of a whole default-pipeline run that a tokenizer choice is judged by."""
-    return {"command": "megaviewer-train recipe baseline --tokenizer runs/tokenizer_sweep/offsets_lr6e-3_12k/final "
-                       "--no-install",
+    return {"command": "megaviewer-train recipe baseline_offsets --no-install",
             "deterministic": metrics["deterministic"], "min_of_25": metrics["min_of_q"]["25"],
             "min_of_q_improvement_pct": metrics["min_of_q_improvement_pct"],
             "sd_error_spearman": metrics["sd_error_spearman"],

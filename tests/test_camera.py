@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from megaviewer.camera import (
     fit_weak_perspective,
     full_to_crop,
     full_to_crop_camera,
+    original_demo_focal,
     perspective_project,
     shared_to_camera_rotation,
     square_box_from_keypoints,
@@ -67,11 +70,12 @@ def test_perspective_formula() -> None:
     assert torch.allclose(out, torch.tensor([[[345.0, 190.0]]]))
 
 
-def test_default_focal_is_the_original_demo() -> None:
-    assert torch.allclose(default_focal((640, 480)), torch.tensor([1000 / 224 * 640]))
+def test_default_focal_is_a_55_degree_diagonal_field_of_view() -> None:
+    assert torch.allclose(default_focal((640, 480)), torch.tensor([800 / (2 * math.tan(math.radians(27.5)))]))
+    assert torch.allclose(original_demo_focal((640, 480)), torch.tensor([1000 / 224 * 640]))
     points, cam, wh, center, side = _scene(0)
     _, f = crop_to_full(cam, center, side, wh)
-    assert torch.allclose(f, 1000 / 224 * wh.amax(-1))
+    assert torch.allclose(f, wh.norm(dim=-1) / (2 * math.tan(math.radians(27.5))))
     _, f = crop_to_full(cam, center, side, wh, focal=1234.0)
     assert torch.allclose(f, torch.full_like(f, 1234.0))
 

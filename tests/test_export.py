@@ -52,7 +52,7 @@ def test_npz_holds_the_documented_schema(tmp_path):
     path = export_npz(tmp_path / "person0.npz", res, person_index=2, image_size=(320, 240))
     data = np.load(path)
     documented = [line.split("``")[1] for line in export_mod.__doc__.splitlines() if line.startswith("``")]
-    optional = {"keypoints_2d", "box_center", "box_side"}
+    optional = {"keypoints_2d", "box_center", "box_side", "landmarks_3d"}
     assert res.camera_fit is not None  # the engine fits the camera by default
     assert set(documented) - optional == set(data.files)
     q, v = 3, res.camera_vertices.shape[1]
@@ -63,6 +63,7 @@ def test_npz_holds_the_documented_schema(tmp_path):
     assert data["joints"].shape == (q, 17, 3) and list(data["joint_names"])[5] == "left_shoulder"
     assert str(data["mode"]) == "stochastic" and int(data["person_index"]) == 2
     assert float(data["focal"]) == pytest.approx(res.focal) and tuple(data["image_size"]) == (320, 240)
+    assert str(data["focal_source"]) == "default-fov"
     assert data["network_rotation"].shape == (q, 3, 3) and data["network_cam"].shape == (q, 3)
     np.testing.assert_allclose(data["network_cam"], res.network_cam.numpy(), atol=1e-6)
     assert data["camera_fit_fitted"].shape == (q,) and data["camera_fit_fitted"].dtype == np.bool_

@@ -91,7 +91,7 @@ def test_shapes_dtypes_and_ranges(pool: MeshPool) -> None:
     batch, obs = _observe(pool, count=64)
     expected = {"keypoints": (64, 17, 3), "rot_cam": (64, 3, 3), "cam_weak": (64, 3), "joints2d": (64, 17, 2),
                 "joints2d_conf": (64, 17), "tokens": (64, 54), "box_center": (64, 2), "box_side": (64,),
-                "image_size": (64, 2), "focal": (64,), "translation": (64, 3)}
+                "image_size": (64, 2), "focal": (64,), "translation": (64, 3), "joints3d": (64, 17, 3)}
     for f in fields(ObservationBatch):
         value = getattr(obs, f.name)
         assert value.shape == expected[f.name], f.name
@@ -105,6 +105,9 @@ def test_shapes_dtypes_and_ranges(pool: MeshPool) -> None:
     assert (ratio >= cfg.focal_factor[0] - 1e-4).all() and (ratio <= cfg.focal_factor[1] + 1e-4).all()
     assert (obs.box_side > 0).all() and (obs.translation[:, 2] >= cfg.min_distance).all()
     assert (obs.cam_weak[:, 0] > 0).all()
+    # The lifting target: the pool's joints turned into the camera frame (same distances between joints).
+    bones = lambda j: (j[:, 5:] - j[:, :-5]).norm(dim=-1)  # noqa: E731
+    assert torch.allclose(bones(obs.joints3d), bones(batch.joints.float()), atol=1e-5)
 
 
 def test_deterministic_given_generator(pool: MeshPool) -> None:

@@ -135,7 +135,7 @@ def test_weak_perspective_fit_is_equivariant(seed, count, factor, offset):
 @given(st.integers(0, 10_000), st.floats(0.1, 8.0))
 def test_full_image_camera_does_not_depend_on_the_photo_resolution(seed, k):
     """The same photo at k times the resolution (image, box centre and side all x k) with the default focal
-    (1000/224 x max(W, H)) gives the same 3D translation: meshes do not move when a photo is resized."""
+    (a 55° diagonal field of view) gives the same 3D translation: meshes do not move when a photo is resized."""
     g = torch.Generator().manual_seed(seed)
     cam = torch.stack([0.3 + torch.rand(4, generator=g, dtype=D) * 2, torch.randn(4, generator=g, dtype=D) * 0.3,
                        torch.randn(4, generator=g, dtype=D) * 0.3], -1)

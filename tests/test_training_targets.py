@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from megaviewer.masking import SCHEDULES, cosine_visible, visible_count
-from training.mega_losses import code_neighbour_targets, masked_token_loss
+from training.mega_losses import code_neighbour_targets, lifting_loss, masked_token_loss
 
 
 def _codebook() -> torch.Tensor:
@@ -47,3 +47,27 @@ def test_full_share_schedules():
     full = sum(visible_count("cosine_full75", i / 1000, 54) == 0 for i in range(1000))
     cosine_zero = sum(cosine_visible(i / 1000, 54) == 0 for i in range(1000))  # tiny τ: nothing visible either
     assert math.isclose(full, 750 + cosine_zero / 4, abs_tol=2)
+
+
+def test_lifting_loss_scores_pose_not_placement():
+    g = torch.Generator().manual_seed(2)
+    joints = torch.randn(4, 17, 3, generator=g)
+    assert lifting_loss(joints + torch.tensor([0.3, -1.0, 2.0]), joints).item() < 1e-6
+    moved = joints.clone()
+    moved[:, 0, 0] += 0.17  # one joint 17 cm off along x
+    expected = ((0.17 * 16 / 17) + 16 * (0.17 / 17)) / 17  # the centre moves by 1/17 of it too
+    assert abs(lifting_loss(moved, joints).item() - expected) < 1e-5
+
+
+def test_whole_skeleton_token_and_readout():
+    from megaviewer.model import get_preset
+    from megaviewer.model.mega import Mega
+
+    kp = torch.rand(2, 17, 3)
+    plain, glob, lift = (Mega(get_preset(n)) for n in ("cpu_fast", "cpu_fast_global", "cpu_fast_lift"))
+    assert plain.encode_conditioning({"keypoints": kp}).tokens.shape[1] == 17
+    assert glob.encode_conditioning({"keypoints": kp}).tokens.shape[1] == 18
+    tokens, visible = torch.zeros(2, 54, dtype=torch.long), torch.zeros(2, 54, dtype=torch.bool)
+    assert plain(tokens, visible, {"keypoints": kp}).lifted is None
+    assert glob(tokens, visible, {"keypoints": kp}).lifted is None
+    assert lift(tokens, visible, {"keypoints": kp}).lifted.shape == (2, 17, 3)

@@ -122,7 +122,7 @@ def test_pipeline_recovers_each_person_and_reports_nobody(detector, astronaut):
     assert len(people) == 1 and people.found
     res = people[0].result
     assert res.camera_vertices.shape[:2] == (2, engine.tokenizer.config.level_sizes[0])
-    assert res.focal == pytest.approx(1000 / 224 * 512, rel=1e-4)
+    assert res.focal == pytest.approx(512 * 2**0.5 / (2 * np.tan(np.radians(27.5))), rel=1e-4)  # 55° diagonal
     empty = recover_people(engine, detector, np.zeros((100, 100, 3), np.uint8))
     assert empty == [] and not empty.found and "no person" in empty.message
 

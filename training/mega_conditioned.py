@@ -31,7 +31,7 @@ from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.observations import ObservationBatch, ObservationConfig, synthesize
 from training.data.pool import MeshPool
 from training.loop import train
-from training.mega_losses import LossWeights, code_neighbour_targets, hmr_losses
+from training.mega_losses import LossWeights, code_neighbour_targets, hmr_losses, lifting_loss
 from training.mega_pretrain import (
     PretrainConfig,
     build_mega,
@@ -153,9 +153,14 @@ class ConditionedTask:
         tokens, visible = obs.tokens.to(device), visible.to(device)
         out = model(tokens, visible, {"keypoints": obs.keypoints.to(device)})
         tokenizer, regressor = self._frozen_on(device)
-        return hmr_losses(out.logits, out.rot6d, out.cam, tokens, visible, obs.rot_cam.to(device),
-                          obs.joints2d.to(device), obs.joints2d_conf.to(device), tokenizer, regressor,
-                          self.weights, self.reprojection_rows, self.soft_targets)
+        total, logs = hmr_losses(out.logits, out.rot6d, out.cam, tokens, visible, obs.rot_cam.to(device),
+                                 obs.joints2d.to(device), obs.joints2d_conf.to(device), tokenizer, regressor,
+                                 self.weights, self.reprojection_rows, self.soft_targets)
+        if self.weights.lifting > 0 and out.lifted is not None:
+            lift = lifting_loss(out.lifted, obs.joints3d.to(device))
+            total = total + self.weights.lifting * lift
+            logs["lift_m"] = float(lift.detach())
+        return total, logs
 
     def training_step(self, model: nn.Module, step: int,
                       generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:

@@ -74,6 +74,13 @@ def code_neighbour_targets(codebook: torch.Tensor, smoothing: float) -> torch.Te
     return (1.0 - smoothing) * torch.eye(code.shape[0]) + smoothing * neighbours
 
 
+def lifting_loss(lifted: torch.Tensor, joints3d: torch.Tensor) -> torch.Tensor:
+    """Mean distance (m) between read-out joints and the true camera-frame joints, both centred on their mean
+    (the pose, not the placement)."""
+    centre = lambda j: j - j.mean(dim=1, keepdim=True)  # noqa: E731
+    return (centre(lifted.float()) - centre(joints3d.float())).norm(dim=-1).mean()
+
+
 def rotation_loss(rot6d: torch.Tensor, rot_gt: torch.Tensor) -> torch.Tensor:
     """MSE over the 9 matrix entries between R(rot6d) (B, 6) and the GT rotation (B, 3, 3)."""
     return F.mse_loss(rot6d_to_matrix(rot6d), rot_gt.to(rot6d.dtype))
@@ -133,6 +140,7 @@ class LossWeights:
     reprojection: float = 1.0
     geometry: float = 0.0
     code_smoothing: float = 0.0  # share of the token target moved to neighbouring codes (code_neighbour_targets)
+    lifting: float = 0.0  # weight of the auxiliary 3D-joint read-out loss (lifting_loss), for models that have one
 
 
 def hmr_losses(logits: torch.Tensor, rot6d: torch.Tensor, cam: torch.Tensor, targets: torch.Tensor,

@@ -13,7 +13,7 @@ serve the up-front estimate of how long a recipe takes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from megaviewer.tokenizer.model import TokenizerConfig
 from training.tokenizer import TokenizerTrainConfig
@@ -53,6 +53,7 @@ class MegaStage:
     masking: str = "cosine_full"
     reprojection_rows: int | None = 16
     code_smoothing: float = 0.0  # training.mega_losses.code_neighbour_targets
+    lifting: float = 0.0  # weight of training.mega_losses.lifting_loss (presets with a keypoint read-out)
     ckpt_every: int = 500
     pool_seconds_per_mesh: float = 0.0025
     pretrain_seconds_per_step: float = 0.28
@@ -124,4 +125,13 @@ register(Recipe(
     tokenizer=TokenizerStage(steps=12_000, batch_size=16, lr=1e-3, channels=(16, 32, 64), residual_scale=0.0,
                              prior="keyposes", chunk_size=0, seconds_per_step=0.2),
     mega=MegaStage(pool_prior="keyposes"),
+))
+
+# The baseline with its tokenizer on offsets from the template: the downstream check of the tokenizer sweep
+# (resources/tokenizer/sweep.json), MEGA trained with the baseline budget on the sharper tokenizer's tokens.
+register(Recipe(
+    name="baseline_offsets",
+    summary="the baseline recipe with the tokenizer on offsets from the template (x5, lr 6e-3)",
+    tokenizer=replace(RECIPES["baseline"].tokenizer, lr=6e-3, residual_scale=5.0),
+    mega=RECIPES["baseline"].mega,
 ))

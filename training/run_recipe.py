@@ -129,7 +129,8 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     final = train_conditioned(ConditionedConfig(out_dir=str(stage_dir(runs, "conditioned")), steps=m.train_steps,
                                                 init=str(pre_final), masking=m.masking,
                                                 reprojection_rows=m.reprojection_rows,
-                                                weights=LossWeights(code_smoothing=m.code_smoothing), **common),
+                                                weights=LossWeights(code_smoothing=m.code_smoothing,
+                                                                    lifting=m.lifting), **common),
                               tokenizer=tokenizer, pool=pool)
     if final.name != "final":
         return None

@@ -17,6 +17,7 @@ import numpy as np
 
 from megaviewer.app import pipeline
 from megaviewer.app.exports import ExportOptions, OverlayVideo, PictureWriter, output_name, unique_stems
+from megaviewer.intrinsics import DEFAULT_DIAGONAL_FOV_DEG, PhotoCamera, typical_camera
 from megaviewer.settings import DEFAULTS, RecoverySettings
 from megaviewer.vision.detector import PoseDetector
 
@@ -89,6 +90,7 @@ class BatchOptions:
     min_confidence: float = PoseDetector.min_confidence  # keypoints below it count as missing
     every: int = 1  # videos: every N-th frame
     quiet: bool = False  # no progress bars
+    fov_deg: float = DEFAULT_DIAGONAL_FOV_DEG  # diagonal field of view of photos without an EXIF focal, and videos
 
 
 class BatchJob:
@@ -138,7 +140,8 @@ class BatchJob:
         from megaviewer.vision.images import read_image
 
         loaded = read_image(item.path)
-        people = self._recover(loaded.image, item.path, loaded.scale)
+        camera = loaded.camera if loaded.camera.measured else typical_camera(loaded.size, self.options.fov_deg)
+        people = self._recover(loaded.image, item.path, loaded.scale, camera)
         if people:
             self.writer.write(loaded.image, people, self.options.out, item.label)
             self.summary.processed.append(str(item.path))
@@ -168,7 +171,8 @@ class BatchJob:
                 index = source.frames_read - 1
                 if index % opts.every:
                     continue
-                people = self._recover(frame, None, 1.0, tracking=tracking)
+                camera = typical_camera(frame.shape[1::-1], opts.fov_deg)
+                people = self._recover(frame, None, 1.0, camera, tracking=tracking)
                 overlay = self.writer.write(frame, people, folder, f"frame_{index:06d}") if people else frame
                 if "mp4" in opts.exports.formats:
                     if video is None:
@@ -187,7 +191,7 @@ class BatchJob:
         (self.summary.processed if people_total else self.summary.no_person).append(str(item.path))
         tqdm.write(f"{item.path}: {frames} frames, {people_total} person detections")
 
-    def _recover(self, image: np.ndarray, path: Path | None, scale: float,
+    def _recover(self, image: np.ndarray, path: Path | None, scale: float, camera: PhotoCamera,
                  tracking: bool = False) -> pipeline.PeopleList:
         detections = None
         if self.keypoints is not None and path is not None:
@@ -195,7 +199,8 @@ class BatchJob:
             detections = self.keypoints.detections(path, (w, h), scale, self.options.min_confidence,
                                                    self.options.max_people)
         detector = None if detections is not None else self.detector(tracking)
-        return pipeline.recover_people(self.engine, detector, image, detections, self.options.settings)
+        return pipeline.recover_people(self.engine, detector, image, detections, self.options.settings,
+                                       camera=camera)
 
 
 def _reason(exc: Exception, path: Path) -> str:

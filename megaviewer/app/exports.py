@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from megaviewer.app.pipeline import Person
     from megaviewer.body.assets import BodyAssets
 
-FORMATS = ("obj", "ply", "glb", "npz", "png", "mp4")
-"""What ``megaviewer infer`` can write: meshes, the result archive, pictures, an overlay video."""
+FORMATS = ("obj", "ply", "glb", "npz", "png", "mp4", "scene")
+"""What ``megaviewer infer`` can write: meshes, the result archive, pictures, an overlay video, and ``scene``:
+every person of a picture in one camera-frame GLB (``{stem}_scene.glb``, :mod:`megaviewer.io.scene_glb`)."""
 MESH_FORMATS = ("obj", "ply", "glb")
 OVERLAY_MAX_SIDE = 1920
 """Written overlays have the photo's size capped to this long side."""
@@ -69,7 +70,7 @@ class ExportOptions:
     """Which files a recovered picture gives and how its meshes are written."""
 
     formats: tuple[str, ...] = ("obj", "npz", "png")
-    frame: str = "camera"  # meshes in the photo's camera frame (y down) or "canonical" (upright, y up)
+    frame: str = "camera"  # per-person meshes in the photo's camera frame (y down) or "canonical" (upright, y up)
     topology: str = "display"  # the smooth display mesh or the model's "working" mesh
     all_samples: bool = False  # every hypothesis too, not only the mean
 
@@ -87,6 +88,31 @@ def overlay_picture(image: np.ndarray, people: Sequence[Person], assets: BodyAss
     focal = placed[0].focal if placed else 1.0
     layer = overlay_layer(meshes, assets.display_faces.numpy(), focal, (w, h), colour, max_side)
     return blend(image, layer)
+
+
+def write_scene(path: Path, people: Sequence[Person], assets: BodyAssets, topology: str = "display",
+                means: Sequence[np.ndarray] | None = None) -> Path:
+    """One GLB of every recovered person's mean camera-frame mesh (:func:`megaviewer.io.scene_glb.export_scene`),
+    named ``person{i}`` by their index in ``people``, with the camera of the first placed result."""
+    from megaviewer.io.scene_glb import export_scene
+    from megaviewer.render.offscreen import display_mesh
+
+    meshes, names = [], []
+    for i, person in enumerate(people):
+        res = person.result
+        if res is None:
+            continue
+        if topology == "display":
+            mesh = (means[i], assets.display_faces.numpy()) if means is not None else display_mesh(res.mean_camera,
+                                                                                                   assets)
+        else:
+            mesh = (res.mean_camera.numpy(), res.faces.numpy())
+        meshes.append(mesh)
+        names.append(f"person{i}")
+    placed = [p.result for p in people if p.result is not None and p.result.focal is not None]
+    focal = placed[0].focal if placed else None
+    size = placed[0].image_size if placed else None
+    return export_scene(path, meshes, focal, size, names)
 
 
 class PictureWriter:
@@ -112,7 +138,14 @@ class PictureWriter:
         h, w = image.shape[:2]
         for i, person in enumerate(people):
             self._person(person, i, means[i], folder, stem, (w, h))
+        if "scene" in formats:
+            self.scene(folder / output_name(stem, "glb", view="scene"), people, means)
         return overlay
+
+    def scene(self, path: Path, people: Sequence[Person], means: Sequence[np.ndarray] | None = None) -> None:
+        """Every person's mean mesh in the camera frame, in one GLB with the photo's camera (whatever ``frame``
+        says: a scene only makes sense in the camera frame). ``means``: their display meshes, when made."""
+        self.written.append(write_scene(path, people, self.assets, self.options.topology, means))
 
     def _person(self, person: Person, index: int, mean_display: np.ndarray, folder: Path, stem: str,
                 image_size: tuple[int, int]) -> None:

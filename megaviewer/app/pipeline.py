@@ -2,15 +2,18 @@
 
 The one recovery path of ``megaviewer infer``, the desktop app (photos and live video) and the benchmarks:
 each person is recovered from the crop-normalised keypoints of their detection and the crop box in the
-full image, so ``camera_vertices`` sit in the photo's camera frame (focal 1000/224·max(W, H), principal
-point at the image centre, as the original's ``demo.py``) and draw onto it. Finding nobody is a normal
-outcome, not an error: the returned :class:`PeopleList` is then empty and its ``message`` says why.
+full image, so ``camera_vertices`` sit in the photo's camera frame and draw onto it. The camera is the
+photo's (:class:`~megaviewer.intrinsics.PhotoCamera`: its EXIF focal, else a 55° diagonal field of view;
+principal point at the image centre) and one camera serves every person of a picture, so several people
+stand in one 3D scene. The detector's 3D landmarks go to the engine with the keypoints and stay in the
+result. Finding nobody is a normal outcome, not an error: the returned :class:`PeopleList` is then empty
+and its ``message`` says why.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from megaviewer.engine import CropBox, Engine
+    from megaviewer.intrinsics import PhotoCamera
     from megaviewer.result import RecoveryResult
 
 BOX_PAD = 0.08
@@ -65,9 +69,23 @@ class Person:
     def describe(self) -> str:
         return self.detection.describe()
 
-    def crop(self) -> tuple[np.ndarray, CropBox]:
-        """Crop-normalised keypoints (17, 3) and the crop box in the full image, exactly as in training."""
-        return crop_keypoints(self.detection), crop_box(self.detection)
+    def crop(self, camera: PhotoCamera | None = None) -> tuple[np.ndarray, CropBox]:
+        """Crop-normalised keypoints (17, 3) and the crop box in the full image, exactly as in training, with
+        the photo's ``camera`` (default: :func:`photo_camera` of the detection's image size)."""
+        camera = photo_camera(self.detection.image_size, camera)
+        box = crop_box(self.detection)
+        return crop_keypoints(self.detection), replace(box, focal=camera.focal_px, focal_source=camera.source)
+
+
+def photo_camera(image_size: tuple[int, int], camera: PhotoCamera | None = None) -> PhotoCamera:
+    """``camera`` for an image of ``image_size`` (rescaled when it was made for another size), or the typical
+    camera (:func:`megaviewer.intrinsics.typical_camera`) when there is none."""
+    from megaviewer.intrinsics import typical_camera
+
+    size = (int(image_size[0]), int(image_size[1]))
+    if camera is None:
+        return typical_camera(size)
+    return camera if tuple(camera.image_size) == size else camera.resized(size)
 
 
 class PeopleList(list):
@@ -119,24 +137,29 @@ def detect_people(detector: Detector, image: np.ndarray) -> PeopleList:
 
 
 def recover_person(engine: Engine, person: Person, settings: RecoverySettings = DEFAULTS, *,
-                   with_reference: bool = False, return_trace: bool = True) -> Recovery:
-    """Run the engine on one person with ``settings``; ``with_reference`` adds the deterministic mesh to a
-    stochastic run. ``person`` is left as it is (the app calls this from worker threads)."""
+                   with_reference: bool = False, return_trace: bool = True,
+                   camera: PhotoCamera | None = None) -> Recovery:
+    """Run the engine on one person with ``settings`` and the photo's ``camera`` (default: the typical one);
+    ``with_reference`` adds the deterministic mesh to a stochastic run. ``person`` is left as it is (the app
+    calls this from worker threads)."""
     start = time.perf_counter()
-    keypoints, box = person.crop()
-    result = engine.recover(keypoints, crop=box, return_trace=return_trace, **settings.recover_kwargs())
+    keypoints, box = person.crop(camera)
+    landmarks = person.detection.landmarks_3d
+    result = engine.recover(keypoints, crop=box, return_trace=return_trace, landmarks_3d=landmarks,
+                            **settings.recover_kwargs())
     reference = None
     if with_reference and settings.mode == "stochastic":
         reference = engine.recover(keypoints, mode="deterministic", crop=box, return_trace=return_trace,
-                                   fit_camera=settings.fit_camera)
+                                   fit_camera=settings.fit_camera, landmarks_3d=landmarks)
     return Recovery(result, reference, (time.perf_counter() - start) * 1000)
 
 
 def recover_people(engine: Engine, detector: Detector | None, image: np.ndarray,
                    detections: Sequence[PersonDetection] | None = None, settings: RecoverySettings = DEFAULTS, *,
-                   return_trace: bool = False, **changes: Any) -> PeopleList:
+                   return_trace: bool = False, camera: PhotoCamera | None = None, **changes: Any) -> PeopleList:
     """Detect the people in ``image`` (or take the given ``detections``) and recover each one.
 
+    Everyone is placed with the one ``camera`` of the picture (default: the typical camera of its size).
     ``changes`` override fields of ``settings`` for this call (``mode="stochastic", num_samples=3``).
     """
     settings = settings.with_(**changes) if changes else settings
@@ -151,8 +174,9 @@ def recover_people(engine: Engine, detector: Detector | None, image: np.ndarray,
         people.message = people.message or "no person found"
         return people
     start = time.perf_counter()
+    camera = photo_camera(image.shape[1::-1], camera)
     for person in people:
-        person.result = recover_person(engine, person, settings, return_trace=return_trace).result
+        person.result = recover_person(engine, person, settings, return_trace=return_trace, camera=camera).result
     people.timings_ms["recover_ms"] = (time.perf_counter() - start) * 1000
     people.message = f"recovered {len(people)} {'person' if len(people) == 1 else 'people'}"
     return people

@@ -33,6 +33,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                short="Export"),
     ActionSpec("export_npz", "Export &result (NPZ)…", "Ctrl+Shift+E",
                "Save tokens, all hypotheses, SD and camera as NPZ", "&File"),
+    ActionSpec("export_scene", "Export s&cene (GLB)…", "Ctrl+Alt+E",
+               "Save every person of the photo in one 3D scene, seen from the photo's camera (GLB)", "&File"),
     ActionSpec("screenshot", "Save &screenshot…", "Ctrl+Shift+S", "Save the 3D view as a PNG", "&File",
                short="Screenshot"),
     ActionSpec("quit", "&Quit", "Ctrl+Q", "Close megaviewer", "&File"),

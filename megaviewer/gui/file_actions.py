@@ -124,8 +124,8 @@ class FileActionsMixin:
         step = state.step + 1 if state.step is not None and state.sample >= 0 else None
         return output_name(stem, ext, person=person, hypothesis=hypothesis, step=step)
 
-    def _save_dialog(self, title: str, ext: str, filters: str) -> Path | None:
-        start = str(Path(self.last_folder or ".") / self.default_name(ext))
+    def _save_dialog(self, title: str, ext: str, filters: str, name: str | None = None) -> Path | None:
+        start = str(Path(self.last_folder or ".") / (name or self.default_name(ext)))
         path, chosen = QFileDialog.getSaveFileName(self, title, start, filters)
         return with_suffix_from_filter(path, chosen, f".{ext}") if path else None
 
@@ -157,6 +157,16 @@ class FileActionsMixin:
         detection = person.detection if person is not None else None
         index = max(state.person, 0)
         self.session.export("npz", path, lambda: export_npz(path, result, index, detection, size))
+
+    def export_scene_dialog(self) -> None:
+        stem = self.state.image_path.stem if self.state.image_path is not None else "megaviewer"
+        path = self._save_dialog("Export scene", "glb", "glTF binary (*.glb)", output_name(stem, "glb", view="scene"))
+        if path is not None:
+            self.export_scene(path)
+
+    def export_scene(self, path: str | Path) -> None:
+        """Every person of the photo, in its camera frame, in one GLB (as ``megaviewer infer --formats scene``)."""
+        self.session.export_scene(Path(path))
 
     def screenshot_dialog(self) -> None:
         path = self._save_dialog("Save screenshot", "png", "PNG image (*.png)")

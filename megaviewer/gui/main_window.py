@@ -125,6 +125,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         return {
             "open": self.open_dialog, "open_video": self.open_video_dialog, "sample_image": self.load_sample,
             "export_mesh": self.export_mesh_dialog, "export_npz": self.export_npz_dialog,
+            "export_scene": self.export_scene_dialog,
             "screenshot": self.screenshot_dialog, "quit": self.close, "recover": s.recover,
             "toggle_mode": lambda on: self.controls.set_mode("stochastic" if on else "deterministic"),
             "random_humans": s.random_humans, "reseed": self.reseed,
@@ -239,6 +240,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         for name in ("export_mesh", "export_npz", "screenshot", "play_steps", "step_prev", "step_next",
                      "step_final", "overlay"):
             acts[name].setEnabled(has_result)
+        acts["export_scene"].setEnabled(has_result and st.result.mode != "unconditional" and bool(st.people))
         many = has_result and st.result.num_samples > 1
         for name in ("sample_prev", "sample_next", "show_mean", "heatmap"):
             acts[name].setEnabled(many)

@@ -20,6 +20,7 @@ from megaviewer.gui.state import MEAN, REFERENCE, ViewerState
 from megaviewer.gui.timeline import StepTimeline
 from megaviewer.gui.viewport import MeshViewport
 from megaviewer.render.raster import overlay_layer
+from megaviewer.result import RecoveryResult
 
 OVERLAY_MAX_SIDE = 1600  # px; the overlay is a translucent layer, more resolution than this is not visible
 
@@ -31,6 +32,20 @@ def coolwarm_rgb(values: np.ndarray, clim: tuple[float, float]) -> np.ndarray:
     lo, hi = clim
     t = np.clip((np.asarray(values, np.float64) - lo) / max(hi - lo, 1e-9), 0, 1)
     return (colormaps["coolwarm"](t)[:, :3] * 255).astype(np.uint8)
+
+
+def camera_text(result: RecoveryResult) -> str:
+    """The result line about the camera: focal in px and as a 35 mm equivalent, where it came from, and how far
+    away the body stands (its centroid, mean of the hypotheses)."""
+    from megaviewer.intrinsics import PhotoCamera
+
+    text = f"camera: focal {result.focal:.0f} px"
+    if result.focal_35mm is not None:
+        text += f" ({result.focal_35mm:.0f} mm equiv."
+        if result.focal_source:
+            text += ", " + PhotoCamera(result.focal, result.image_size, result.focal_source).describe()
+        text += ")"
+    return text + f" · body {result.distance_m:.2f} m from the camera"
 
 
 class Presenter:
@@ -251,8 +266,7 @@ class Presenter:
             sd = result.vertex_sd_mm.numpy()
             lines.append(f"per-vertex SD: median {np.median(sd):.0f} mm, max {sd.max():.0f} mm")
         if result.focal is not None:
-            depth = float(result.translation[0, 2])
-            lines.append(f"camera: focal {result.focal:.0f} px, body at {depth:.2f} m")
+            lines.append(camera_text(result))
         costs = [f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in result.timings_ms.items()]
         if result.camera_fit is not None:
             fit = result.camera_fit.summary()  # errors in crop units: the box side is 2, so percent = error * 50

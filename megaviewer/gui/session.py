@@ -103,17 +103,23 @@ class Session(QObject):
 
     # ------------------------------------------------------------------------------------- images
     def open_image(self, path: str | Path) -> None:
-        """Load + detect on the worker; the image appears with its people when both are done."""
-        from megaviewer.vision.images import load_image
+        """Load + detect on the worker; the image appears with its people when both are done. The photo's
+        camera (EXIF focal, else the typical lens: :mod:`megaviewer.intrinsics`) comes with it."""
+        from megaviewer.vision.images import read_image
 
         self.stop_live()
         path = Path(path)
-        self.runner.submit("detect", lambda: (path, *self._detect(load_image(path))))
+
+        def load_and_detect() -> tuple:
+            loaded = read_image(path)
+            return (path, *self._detect(loaded.image), loaded.camera)
+
+        self.runner.submit("detect", load_and_detect)
 
     def show_image(self, image: np.ndarray, path: Path | None = None) -> None:
-        """Use an in-memory picture (the bundled sample, a pasted image) like an opened file."""
+        """Use an in-memory picture (the bundled sample, a pasted image) like an opened file (typical camera)."""
         self.stop_live()
-        self.runner.submit("detect", lambda: (path, image, *self._detect(image)[1:]))
+        self.runner.submit("detect", lambda: (path, image, *self._detect(image)[1:], None))
 
     def _detect(self, image: np.ndarray) -> tuple[np.ndarray, list[Person], str]:
         """(image, people, note); a detector failure still shows the picture, with the reason as the note."""
@@ -143,7 +149,29 @@ class Session(QObject):
                 self._pending_recover = True  # runs as soon as the model is ready
             return
         self.runner.submit("recover", pipeline.recover_person, self.engine, person, self.settings,
-                           with_reference=True)
+                           with_reference=True, camera=self.state.camera)
+
+    def export_scene(self, path: Path) -> None:
+        """Every person of the photo in one camera-frame GLB: the others are recovered with the current
+        settings on the inference thread (the shown person keeps the result on screen), then the file is
+        written on the export thread."""
+        state, engine = self.state, self.engine
+        if engine is None or state.image is None or not state.people or state.result is None \
+                or state.result.mode == "unconditional":
+            self.message.emit("info", "Recover the people of a photo first: the scene holds their meshes.")
+            return
+        people, shown, result = list(state.people), state.person, state.result
+        settings, camera = self.settings, state.camera
+
+        def recover_all() -> tuple[Path, list[Person]]:
+            placed = []
+            for i, person in enumerate(people):
+                res = result if i == shown else pipeline.recover_person(
+                    engine, person, settings, return_trace=False, camera=camera).result
+                placed.append(Person(person.detection, res))
+            return path, placed
+
+        self.runner.submit("scene", recover_all)
 
     def random_humans(self) -> None:
         reason = pipeline.unconditional_unavailable_reason(self.engine)
@@ -161,8 +189,8 @@ class Session(QObject):
         elif outcome.kind == "engine":
             self._engine_ready(*outcome.value)
         elif outcome.kind == "detect":
-            path, image, people, note = outcome.value
-            self.state.set_image(image, path)
+            path, image, people, note, camera = outcome.value
+            self.state.set_image(image, path, camera)
             self.state.set_people(people)
             if not people and note.startswith("the person detector failed"):
                 self.message.emit("error", f"No people could be detected: {note}.")
@@ -172,6 +200,8 @@ class Session(QObject):
                              f"{outcome.elapsed_ms:.0f} ms")
             if people:
                 self.recover()
+        elif outcome.kind == "scene":
+            self._write_scene(*outcome.value)
         elif outcome.kind in ("recover", "random"):
             rec: Recovery = outcome.value
             self.state.set_result(rec.result, rec.reference)
@@ -179,7 +209,8 @@ class Session(QObject):
 
     def _on_error(self, outcome: TaskOutcome) -> None:
         what = {"engine": "The model could not be loaded", "detect": "The image could not be opened",
-                "recover": "Recovery failed", "random": "Generating random humans failed"}[outcome.kind]
+                "recover": "Recovery failed", "random": "Generating random humans failed",
+                "scene": "The people of the scene could not be recovered"}[outcome.kind]
         if outcome.kind == "engine":
             self.engine_error = outcome.error
             self.engineChanged.emit(None)
@@ -317,6 +348,15 @@ class Session(QObject):
         """Write on the export thread; failures become a message and the result stays on screen."""
         self._export_paths[kind] = path
         self.export_runner.submit(kind, payload)
+
+    def _write_scene(self, path: Path, people: list[Person]) -> None:
+        from megaviewer.app.exports import write_scene
+
+        assets = self.scene.assets if self.scene is not None else None
+        if assets is None:
+            self.message.emit("info", "The model is still loading; export the scene once it has.")
+            return
+        self.export("scene", path, lambda: write_scene(path, people, assets))
 
     def _on_export_done(self, outcome: TaskOutcome) -> None:
         path = self._export_paths.get(outcome.kind, "")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from megaviewer.app.pipeline import Person, largest_person
+from megaviewer.intrinsics import PhotoCamera
 from megaviewer.result import RecoveryResult
 
 MEAN = -1
@@ -29,6 +30,7 @@ class ViewerState:
     def __init__(self) -> None:
         self.image: np.ndarray | None = None  # BGR
         self.image_path: Path | None = None
+        self.camera: PhotoCamera | None = None  # the photo's camera (EXIF focal); None: the typical one
         self.people: list[Person] = []
         self.person: int = -1
         self.result: RecoveryResult | None = None
@@ -50,9 +52,9 @@ class ViewerState:
             listener(changed)
 
     # ------------------------------------------------------------------------------------- setters
-    def set_image(self, image: np.ndarray | None, path: Path | None = None) -> None:
+    def set_image(self, image: np.ndarray | None, path: Path | None = None, camera: PhotoCamera | None = None) -> None:
         """A new photo or frame clears the people and the result that belonged to the old one."""
-        self.image, self.image_path = image, path
+        self.image, self.image_path, self.camera = image, path, camera
         self.people, self.person = [], -1
         self.result, self.reference = None, None
         self.sample, self.step = 0, None
@@ -65,7 +67,7 @@ class ViewerState:
 
     def set_frame(self, image: np.ndarray, people: list[Person], person: int) -> None:
         """A live frame: new picture and people, but the result stays until the frame's own arrives."""
-        self.image, self.image_path = image, None
+        self.image, self.image_path, self.camera = image, None, None
         self.people, self.person = list(people), person
         self._emit("image", "people")
 

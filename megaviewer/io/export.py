@@ -38,10 +38,14 @@ key                                 shape / dtype    meaning
 ``cam_weak``                        (Q, 3) f32       weak-perspective camera [s, tx, ty] in crop coordinates
 ``translation``                     (Q, 3) f32       t above: camera-frame position of the mesh centroid
 ``focal``                           () f32           full-image focal length in px (NaN when unknown)
+``focal_source``                    () str           where it came from: "exif-35mm", "exif-sensor",
+                                                     "default-fov" (assumed lens), "given" ("" unknown)
 ``image_size``                      (2,) i32         (W, H) of the image the camera refers to ([0, 0] unknown)
 ``keypoints_2d``                    (17, 3) f32      input keypoints: x, y px, confidence (0 = missing)*
 ``box_center``                      (2,) f32         crop box centre in px*
 ``box_side``                        () f32           crop box side in px*
+``landmarks_3d``                    (33, 4) f32      the detector's 3D landmarks: x, y, z metres around the
+                                                     hips (MediaPipe's axes), visibility***
 ``network_rotation``                (Q, 3, 3) f32    the network's own rotation, before the camera fit**
 ``network_cam``                     (Q, 3) f32       the network's own [s, tx, ty], before the camera fit**
 ``camera_fit_fitted``               (Q,) bool        whether the fit was used for the hypothesis**
@@ -53,6 +57,7 @@ key                                 shape / dtype    meaning
 
 (*) only when the detection is passed. (**) only when the camera was fitted to the keypoints
 (:mod:`megaviewer.camera_fit`, the engine's default); errors are in normalised crop units (box side = 2).
+(***) only when the detector (or the keypoints file) gave them (:mod:`megaviewer.vision.landmarks`).
 Load with ``numpy.load(path)``; string entries are numpy unicode arrays (``str(data["mode"])``).
 """
 
@@ -122,6 +127,7 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         "cam_weak": arr(result.cam_weak),
         "translation": arr(result.translation),
         "focal": np.asarray(np.nan if result.focal is None else float(result.focal), dtype=np.float32),
+        "focal_source": np.asarray(str(getattr(result, "focal_source", None) or "")),
     }
     size = image_size if image_size is not None else getattr(detection, "image_size", None)
     data["image_size"] = np.asarray(size if size is not None else (0, 0), dtype=np.int32)
@@ -131,6 +137,11 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         data["keypoints_2d"] = kp
         data["box_center"] = np.asarray(detection.box_center, dtype=np.float32)
         data["box_side"] = np.asarray(detection.box_side, dtype=np.float32)
+    landmarks = getattr(result, "landmarks_3d", None)
+    if landmarks is None and detection is not None:
+        landmarks = getattr(detection, "landmarks_3d", None)
+    if landmarks is not None:
+        data["landmarks_3d"] = arr(landmarks)
     if getattr(result, "network_rotation", None) is not None:
         data["network_rotation"] = arr(result.network_rotation)
     if getattr(result, "network_cam", None) is not None:

@@ -149,7 +149,8 @@ class KeypointConditioner(nn.Module):
 
     input_key = "keypoints"
 
-    def __init__(self, num_keypoints: int, dim: int, hidden: int = 256, global_token: bool = False):
+    def __init__(self, num_keypoints: int, dim: int, hidden: int = 256, global_token: bool = False,
+                 lift_head: bool = False):
         super().__init__()
         self.num_keypoints = num_keypoints
         self.point_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, dim))
@@ -161,6 +162,10 @@ class KeypointConditioner(nn.Module):
         # Optional extra token from the pooled feature: an MLP over all keypoints at once, which learns the
         # 2D -> 3D pose relation fast (as a direct lifter does), handed to every decoder row.
         self.global_proj = nn.Linear(hidden, dim) if global_token else None
+        # Optional linear read-out of the 17 camera-frame joints (centred, metres) from the pooled feature, trained
+        # by an auxiliary lifting loss so the feature learns 3D pose with dense supervision; inference never
+        # needs it.
+        self.lift_head = nn.Linear(hidden, 3 * num_keypoints) if lift_head else None
         trunc_normal_(self.type_emb)
         trunc_normal_(self.missing_emb)
 
@@ -182,7 +187,7 @@ ConditionerFactory = Callable[[ConditioningConfig, int], nn.Module]
 _CONDITIONERS: dict[str, ConditionerFactory] = {
     "image": lambda cfg, dim: ImageConditioner(cfg.image_backbone, dim, cfg.image_size, cfg.backbone_weights),
     "keypoints": lambda cfg, dim: KeypointConditioner(cfg.num_keypoints, dim, cfg.keypoint_hidden,
-                                                      cfg.keypoint_global_token),
+                                                      cfg.keypoint_global_token, cfg.keypoint_lift_head),
 }
 
 

@@ -35,6 +35,9 @@ class ConditioningConfig:
     # KeypointConditioner): the decoder then reads the whole skeleton at once instead of assembling it from
     # 17 separate keypoint tokens through attention.
     keypoint_global_token: bool = False
+    # A linear read-out of the 3D joints from the pooled keypoint feature, for an auxiliary lifting loss in
+    # training (dense 3D supervision of that feature); unused at inference.
+    keypoint_lift_head: bool = False
 
     def __post_init__(self) -> None:
         kinds = tuple(self.kinds)
@@ -162,6 +165,14 @@ def _cpu_fast_global() -> MegaConfig:
     return MegaConfig(dim=128, enc_depth=3, dec_depth=3, heads=4,
                       conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=128,
                                                       keypoint_global_token=True))
+
+
+@register_preset("cpu_fast_lift")
+def _cpu_fast_lift() -> MegaConfig:
+    """``cpu_fast_global`` plus the 3D-joint read-out trained by the auxiliary lifting loss."""
+    return MegaConfig(dim=128, enc_depth=3, dec_depth=3, heads=4,
+                      conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=128,
+                                                      keypoint_global_token=True, keypoint_lift_head=True))
 
 
 @register_preset("test_tiny")

@@ -40,6 +40,7 @@ class MegaOutput:
     logits: torch.Tensor  # (B, N, S)
     rot6d: torch.Tensor | None  # (B, 6)
     cam: torch.Tensor | None  # (B, 3) = [s, tx, ty]
+    lifted: torch.Tensor | None = None  # (B, K, 3) camera-frame joints from the keypoint read-out, when built
 
 
 class Mega(nn.Module):
@@ -216,7 +217,16 @@ class Mega(nn.Module):
         enc = self.as_encoding(cond, tokens.shape[0])
         logits = self.token_logits(tokens, visible, enc, use_cache)
         rot6d, cam = self.predict_rotcam(enc.pooled)
-        return MegaOutput(logits, rot6d, cam)
+        return MegaOutput(logits, rot6d, cam, self.lift_joints(enc.pooled))
+
+    def lift_joints(self, pooled: torch.Tensor | None) -> torch.Tensor | None:
+        """The keypoint conditioner's 3D joint read-out (B, K, 3), or None when it has none."""
+        kp = self.conditioning.conditioners["keypoints"] if self.conditioning is not None and \
+            "keypoints" in self.conditioning.kinds else None
+        head = getattr(kp, "lift_head", None)
+        if head is None or pooled is None:
+            return None
+        return head(pooled[:, -kp.pooled_dim:]).view(pooled.shape[0], -1, 3)
 
     # ------------------------------------------------------------------ bookkeeping
     def parameter_counts(self) -> dict[str, int]:

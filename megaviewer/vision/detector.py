@@ -3,7 +3,8 @@
 Why MediaPipe: it runs on a CPU in ~40 ms, and mediapipe 0.10.21's wheel ships the two networks of
 ``model_complexity=1`` (``pose_detection.tflite`` + ``pose_landmark_full.tflite``), so nothing downloads.
 Its 33 landmarks are mapped to COCO-17 (the keypoints MEGA is conditioned on) and its
-per-landmark *visibility* becomes the keypoint confidence.
+per-landmark *visibility* becomes the keypoint confidence. Its 33 3D landmarks in metres
+(``pose_world_landmarks``) are kept beside them (:mod:`megaviewer.vision.landmarks`).
 
 Multi-person. The solutions API (``mp.solutions.pose.Pose``) returns one person per call. The tasks API
 (``PoseLandmarker(num_poses=N)``) needs a ``.task`` bundle the wheel does not ship; one *can* be assembled
@@ -64,21 +65,25 @@ class PersonDetection:
     image_size: tuple[int, int]  # (W, H)
     source: str = "mediapipe"
     landmarks: np.ndarray | None = None  # (33, 4) raw BlazePose landmarks: x, y px, z (relative), visibility
+    landmarks_3d: np.ndarray | None = None  # (33, 4) x, y, z metres around the hips, visibility (vision.landmarks)
 
     @classmethod
     def from_keypoints(cls, keypoints: np.ndarray, image_size: tuple[int, int], min_confidence: float = 0.5,
                        bbox: tuple[float, float, float, float] | None = None, source: str = "keypoints",
-                       landmarks: np.ndarray | None = None, score: float | None = None) -> PersonDetection:
+                       landmarks: np.ndarray | None = None, score: float | None = None,
+                       landmarks_3d: np.ndarray | None = None) -> PersonDetection:
         """Build a detection from (17, 3) pixel keypoints (from any detector or a COCO JSON file).
 
         Keypoints with confidence below ``min_confidence`` or outside the image are marked missing; the box
         is :func:`megaviewer.camera.square_box_from_keypoints` (x1.2) of the rest, as in training. With
         fewer than two usable keypoints an optional ``bbox`` (x, y, w, h) gives the box (side 1.2·max(w, h)),
-        else the whole image.
+        else the whole image. ``landmarks_3d`` (the detector's 3D landmarks) are checked by
+        :func:`megaviewer.vision.landmarks.parse_landmarks_3d` and carried unchanged.
         """
         import torch
 
         from megaviewer.camera import square_box_from_keypoints
+        from megaviewer.vision.landmarks import parse_landmarks_3d
 
         kp = np.asarray(keypoints, dtype=np.float64).reshape(17, 3).copy()
         finite = np.isfinite(kp).all(axis=1)  # a NaN/inf x or y is a missing keypoint, not one at 0
@@ -103,7 +108,8 @@ class PersonDetection:
             center, side = c[0].double().numpy(), float(s[0])
         conf_score = float(kp[:, 2].clip(0, 1).mean()) if score is None else float(score)
         return cls(keypoints=kp, valid=valid, box_center=np.asarray(center, dtype=np.float64), box_side=float(side),
-                   score=conf_score, image_size=(w, h), source=source, landmarks=landmarks)
+                   score=conf_score, image_size=(w, h), source=source, landmarks=landmarks,
+                   landmarks_3d=parse_landmarks_3d(landmarks_3d) if landmarks_3d is not None else None)
 
     @property
     def num_valid(self) -> int:
@@ -318,7 +324,26 @@ class PoseDetector:
         lm = np.array([[p.x * tw + offset[0], p.y * th + offset[1], p.z * tw, p.visibility]
                        for p in result.pose_landmarks.landmark], dtype=np.float64)
         kp = np.concatenate([lm[MEDIAPIPE_TO_COCO17, :2], lm[MEDIAPIPE_TO_COCO17, 3:4].clip(0.0, 1.0)], axis=1)
-        return PersonDetection.from_keypoints(kp, image_size, self.min_confidence, source="mediapipe", landmarks=lm)
+        world = _world_landmarks(result)
+        return PersonDetection.from_keypoints(kp, image_size, self.min_confidence, source="mediapipe", landmarks=lm,
+                                              landmarks_3d=world)
+
+
+def _world_landmarks(result) -> np.ndarray | None:
+    """BlazePose's 33 metric landmarks (x, y, z metres around the hips, visibility), or ``None``.
+
+    Metres do not depend on where the pass looked (tile, crop or downscaled copy), so they need no
+    offset or rescaling. A pass whose 3D landmarks are missing or out of range keeps its 2D keypoints.
+    """
+    from megaviewer.vision.landmarks import parse_landmarks_3d
+
+    world = getattr(result, "pose_world_landmarks", None)
+    if world is None:
+        return None
+    try:
+        return parse_landmarks_3d([[p.x, p.y, p.z, p.visibility] for p in world.landmark])
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -411,4 +436,5 @@ def _rescale(det: PersonDetection, factor: float, image_size: tuple[int, int], m
     if det.landmarks is not None:
         lm = det.landmarks.copy()
         lm[:, :3] *= factor
-    return PersonDetection.from_keypoints(kp, image_size, min_confidence, source=det.source, landmarks=lm)
+    return PersonDetection.from_keypoints(kp, image_size, min_confidence, source=det.source, landmarks=lm,
+                                          landmarks_3d=det.landmarks_3d)

@@ -5,6 +5,7 @@ photos (people lying on their side make no sense to a pose detector), silently r
 unreadable files, and decodes 100-megapixel scans at full size. Here PIL decodes (it knows EXIF, palettes,
 16-bit PNGs/TIFFs and truncated files), the result is converted to the one format the detector, the engine
 and the renderer share, and every failure raises :class:`ImageLoadError` naming the file and the reason.
+The photo's camera (its EXIF focal, else a typical lens: :mod:`megaviewer.intrinsics`) is read on the way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from megaviewer.intrinsics import PhotoCamera, camera_for_photo, exif_tags, typical_camera
 
 DEFAULT_MAX_SIDE = 4096
 """Long-side cap in pixels: the detector works at ~256 px and overlays at <= 1920 px, so more is waste."""
@@ -32,6 +35,11 @@ class LoadedImage:
     path: Path
     original_size: tuple[int, int]  # (W, H) after the EXIF rotation, before downscaling
     scale: float  # returned size / original size (1.0 when not downscaled)
+    camera: PhotoCamera | None = None  # focal for ``image`` (EXIF or typical); None only when built by hand
+
+    def __post_init__(self) -> None:
+        if self.camera is None:
+            self.camera = typical_camera(self.size)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -47,8 +55,9 @@ def read_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> Loa
     """Decode ``path``, apply its EXIF orientation, convert to BGR uint8, downscale to ``max_side``.
 
     Grayscale, palette, CMYK, 16/32-bit and float images are converted; transparent pixels are composited
-    over white (what image viewers show). Raises :class:`ImageLoadError` for a missing, unreadable,
-    corrupt, truncated or oversized file.
+    over white (what image viewers show). The result's ``camera`` is the photo's EXIF focal scaled to the
+    returned size, else a 55° diagonal field of view; unreadable EXIF counts as none. Raises
+    :class:`ImageLoadError` for a missing, unreadable, corrupt, truncated or oversized file.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -60,11 +69,13 @@ def read_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> Loa
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)  # handled: no EXIF camera
             with Image.open(path) as img:
                 width, height = img.size
                 if width * height > MAX_PIXELS:
                     raise ImageLoadError(f"{path}: image too large ({width}x{height} = "
                                          f"{width * height / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP)")
+                tags = exif_tags(img)
                 if max_side and img.format == "JPEG":
                     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 100 MP photo then costs a fraction.
                     img.draft("RGB", _draft_size(img.size, max_side))
@@ -83,7 +94,8 @@ def read_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> Loa
         raise ImageLoadError(f"{path}: corrupt or truncated image ({exc})") from None
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     bgr, scale = _limit_size(bgr, max_side, original)
-    return LoadedImage(image=bgr, path=path, original_size=original, scale=scale)
+    camera = camera_for_photo(tags, (bgr.shape[1], bgr.shape[0]), original)
+    return LoadedImage(image=bgr, path=path, original_size=original, scale=scale, camera=camera)
 
 
 def _draft_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

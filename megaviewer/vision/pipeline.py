@@ -33,6 +33,7 @@ class KeypointEntry:
     keypoints: np.ndarray  # (17, 3) x, y px in the original image, confidence in [0, 1]
     bbox: tuple[float, float, float, float] | None = None  # x, y, w, h px
     score: float | None = None
+    landmarks_3d: np.ndarray | None = None  # (33, 4) metres around the hips + visibility (vision.landmarks)
 
 
 class KeypointsFile:
@@ -45,6 +46,10 @@ class KeypointsFile:
     file only holds 0/1/2 and some 2s, else as a detector score clipped to [0, 1]. Images are matched by
     path, file name, stem or, for integer ``image_id`` without an ``images`` table, by the number in the
     file's stem (``000000397133.jpg`` is id 397133).
+
+    An entry may also hold ``landmarks_3d`` (or MediaPipe's own name ``pose_world_landmarks``): the
+    detector's 33 3D landmarks, ``[[x, y, z, visibility], ...]`` in metres around the hips (visibility
+    optional, a flat list of 99 or 132 numbers accepted); see :mod:`megaviewer.vision.landmarks`.
     """
 
     def __init__(self, path: str | Path):
@@ -66,17 +71,18 @@ class KeypointsFile:
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             # Any other shape of JSON than the accepted layouts: one clear error, never a traceback.
             raise KeypointsFileError(f"{self.path}: unexpected JSON layout ({type(exc).__name__}: {exc})") from None
-        values = np.concatenate([kp[:, 2] for _, kp, _, _ in parsed]) if parsed else np.zeros(0)
+        values = np.concatenate([kp[:, 2] for _, kp, *_ in parsed]) if parsed else np.zeros(0)
         coco_visibility = bool(values.size) and bool(np.isin(values, (0, 1, 2)).all()) and bool((values == 2).any())
-        for key, kp, bbox, score in parsed:
+        for key, kp, bbox, score, landmarks_3d in parsed:
             if coco_visibility:
                 kp[:, 2] = np.select([kp[:, 2] == 2, kp[:, 2] == 1], [1.0, 0.5], 0.0)
             else:
                 kp[:, 2] = np.clip(np.nan_to_num(kp[:, 2]), 0.0, 1.0)
-            self._by_key.setdefault(key, []).append(KeypointEntry(kp, bbox, score))
+            self._by_key.setdefault(key, []).append(KeypointEntry(kp, bbox, score, landmarks_3d))
 
-    def _parse(self, n: int, rec: dict) -> tuple[np.ndarray, tuple[float, float, float, float] | None, float | None]:
-        """Entry ``n`` -> (17, 3) float keypoints (v as written), optional bbox and score."""
+    def _parse(self, n: int, rec: dict) -> tuple[np.ndarray, tuple[float, float, float, float] | None, float | None,
+                                                 np.ndarray | None]:
+        """Entry ``n`` -> (17, 3) float keypoints (v as written), optional bbox, score and 3D landmarks."""
         try:
             kp = np.asarray(rec["keypoints"], dtype=np.float64).reshape(17, 3).copy()
         except (TypeError, ValueError, OverflowError) as exc:
@@ -90,7 +96,18 @@ class KeypointsFile:
             score = float(rec["score"]) if rec.get("score") is not None else None
         except (TypeError, ValueError, OverflowError):
             raise KeypointsFileError(f"{self.path}: entry {n} has a 'score' that is not a number") from None
-        return kp, box, score
+        return kp, box, score, self._landmarks_3d(n, rec)
+
+    def _landmarks_3d(self, n: int, rec: dict) -> np.ndarray | None:
+        from megaviewer.vision.landmarks import parse_landmarks_3d
+
+        name = next((k for k in ("landmarks_3d", "pose_world_landmarks") if rec.get(k) is not None), None)
+        if name is None:
+            return None
+        try:
+            return parse_landmarks_3d(rec[name], name)
+        except ValueError as exc:
+            raise KeypointsFileError(f"{self.path}: entry {n}: {exc}") from None
 
     def _records(self, raw) -> list[tuple[str, dict]]:
         """(lookup key, record) pairs from any accepted layout; keys are file names or ``"id:<n>"``."""
@@ -155,5 +172,5 @@ class KeypointsFile:
             kp[:, :2] *= scale
             bbox = tuple(b * scale for b in e.bbox) if e.bbox is not None else None
             dets.append(PersonDetection.from_keypoints(kp, image_size, min_confidence, bbox=bbox, source="json",
-                                                       score=e.score))
+                                                       score=e.score, landmarks_3d=e.landmarks_3d))
         return dets

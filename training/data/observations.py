@@ -90,6 +90,7 @@ class ObservationBatch:
     image_size: torch.Tensor  # (B, 2) W, H px
     focal: torch.Tensor  # (B,) px, principal point at the image centre
     translation: torch.Tensor  # (B, 3) camera-frame position of the mesh centroid, m
+    joints3d: torch.Tensor  # (B, 17, 3) camera-frame joints around the mesh centroid, m (the lifting target)
 
     @property
     def batch_size(self) -> int:
@@ -137,7 +138,8 @@ def synthesize(pool_batch: MeshPool, cfg: ObservationConfig, generator: torch.Ge
     cam_weak = fit_weak_perspective(joints_cam, joints2d)
     return ObservationBatch(keypoints=keypoints, rot_cam=rot_cam, cam_weak=cam_weak, joints2d=joints2d,
                             joints2d_conf=joints2d_conf, tokens=pool_batch.tokens, box_center=center,
-                            box_side=side, image_size=wh, focal=focal, translation=translation)
+                            box_side=side, image_size=wh, focal=focal, translation=translation,
+                            joints3d=joints_cam)
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float, *shape: int) -> torch.Tensor:
