@@ -39,8 +39,11 @@ from training.data.pool import tokenizer_fingerprint
 from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, evaluate
 from training.mega_conditioned import ConditionedConfig, train_conditioned
 from training.mega_pretrain import prepare_pool
+from training.recipes import get_recipe
 
-PRESET, BATCH, LR, POOL_SIZE = "cpu_fast", 64, 1e-3, 50_000
+# The conditioned stage of the recipe that trained the shipped models (training/recipes.py).
+STAGE = get_recipe("baseline").mega
+PRESET, BATCH, LR, POOL_SIZE = STAGE.preset, STAGE.batch_size, STAGE.lr, STAGE.pool_size
 
 
 @dataclass(frozen=True)

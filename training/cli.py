@@ -9,13 +9,20 @@ from pathlib import Path
 
 
 def _tokenizer_parser(sub) -> None:
+    from training.data.priors import PRIOR_KINDS
+    from training.tokenizer import TokenizerTrainConfig
+
+    d = TokenizerTrainConfig()  # every default below is the config's own
     p = sub.add_parser("tokenizer", help="train the Mesh-VQ-VAE tokenizer on synthetic Anny meshes")
-    p.add_argument("--out", default="runs/tokenizer", help="run folder (checkpoints, TensorBoard, final/)")
-    p.add_argument("--steps", type=int, default=8000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--out", default=d.out_dir, help="run folder (checkpoints, TensorBoard, final/)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--prior", choices=PRIOR_KINDS, default=d.prior, help="pose prior the meshes come from")
+    p.add_argument("--chunk-size", type=int, default=d.chunk_size,
+                   help="pose meshes in chunks of this many, each drawn a few times (0: pose every batch)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--channels", default="", help="conv widths per level, e.g. 16,32,64")
     p.add_argument("--residual-scale", type=float, default=None,
@@ -103,26 +110,29 @@ def _run_save_state(args) -> int:
 def _mega_common(p) -> None:
     """Options shared by ``pretrain`` and ``train`` (MEGA on the tokenised mesh pool)."""
     from megaviewer.masking import SCHEDULES
+    from megaviewer.model.config import list_presets
+    from training.mega_pretrain import PretrainConfig
 
-    p.add_argument("--preset", default="cpu_small", help="MEGA preset (paper, cpu_small, test_tiny)")
-    p.add_argument("--steps", type=int, default=20000)
-    p.add_argument("--batch-size", type=int, default=64, help="per-rank batch size")
-    p.add_argument("--lr", type=float, default=None,
+    d = PretrainConfig()  # every default below is the config's own
+    p.add_argument("--preset", default=d.preset, choices=list_presets(), help="MEGA preset")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per-rank batch size")
+    p.add_argument("--lr", type=float, default=d.lr,
                    help="absolute learning rate (default: base-lr x batch-size / 256, as the original)")
-    p.add_argument("--base-lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
-    p.add_argument("--masking", default="cosine", choices=sorted(SCHEDULES),
+    p.add_argument("--base-lr", type=float, default=d.base_lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup", type=int, default=d.warmup_steps, help="linear warm-up steps")
+    p.add_argument("--masking", default=d.masking, choices=sorted(SCHEDULES),
                    help="cosine (original), linear / full (ablations), cosine_full (half the batches fully masked)")
-    p.add_argument("--pool", default="runs/pool.safetensors",
+    p.add_argument("--pool", default=d.pool,
                    help="mesh pool file; built with --tokenizer and cached here if missing")
     p.add_argument("--pool-size", type=int, default=None,
                    help="meshes in the pool (default: the existing file's size, or 100000 when building)")
-    p.add_argument("--pool-seed", type=int, default=0)
+    p.add_argument("--pool-seed", type=int, default=d.pool_seed)
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: shipped resources/tokenizer)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ckpt-every", type=int, default=1000)
-    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--stop-at", type=int, default=None, help="end this invocation after N steps (resumable)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -156,7 +156,8 @@ def write_metrics(path: Path, metrics_dict: dict) -> None:
 
 def config_from_args(args) -> TokenizerTrainConfig:
     cfg = TokenizerTrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                               seed=args.seed, ckpt_every=args.ckpt_every, threads=args.threads)
+                               seed=args.seed, ckpt_every=args.ckpt_every, threads=args.threads,
+                               prior=getattr(args, "prior", "keyposes"), chunk_size=getattr(args, "chunk_size", 0))
     if getattr(args, "residual_scale", None) is not None:
         cfg.tokenizer.residual_scale = args.residual_scale
     if args.channels:
