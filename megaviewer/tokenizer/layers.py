@@ -17,7 +17,10 @@ better the other way round on a CPU: the basis is applied to every input vertex 
 matrix of the coefficients mixes the results (:meth:`VcConv._mix_weights`), so neither kernels nor
 gathered neighbourhoods are written. On a CPU this route is faster than the trainable one at every batch
 size (``python scripts/bench_routes.py`` measures both, ``resources/bench/cpu_routes.json``); outputs agree
-to float round-off.
+to float round-off. The cached route is differentiable in its input (never in the weights, which it holds as
+constants): fitting latents through a frozen decoder (:mod:`megaviewer.refine`) runs it with autograd on. The
+cache is built outside inference mode so autograd may save its tensors, and the sparse mix's backward uses a
+transposed copy cached beside it (torch would otherwise transpose the CSR matrix on every backward).
 """
 
 from __future__ import annotations
@@ -40,6 +43,20 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     padded = F.pad(x, (0, 0, 0, 0, 0, 1))
     picked = torch.index_select(padded, 0, index.reshape(-1))
     return picked.view(*index.shape, -1)
+
+
+class _SparseMix(torch.autograd.Function):
+    """``mix @ rhs`` for a constant sparse ``mix`` whose transpose ``mix_t`` is given: the backward is one CSR
+    product instead of torch's transpose-then-multiply (most of a small batch's backward time)."""
+
+    @staticmethod
+    def forward(ctx, mix: torch.Tensor, mix_t: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        ctx.mix_t = mix_t
+        return mix @ rhs
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, ctx.mix_t @ grad
 
 
 class VcConv(nn.Module):
@@ -112,7 +129,7 @@ class VcConv(nn.Module):
         if cached is not None and cached[0] == key:
             return cached[1]
         weights: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors: autograd may save them (module doc)
             if self.residual_rate < 1.0:
                 weights["bias"] = self.bias.view(1, -1, 1).clone()
                 coeffs = self.coeffs * self.mask[..., None]  # (O, M, W), padded neighbours zero
@@ -159,7 +176,8 @@ class VcConv(nn.Module):
             warnings.simplefilter("ignore", UserWarning)
             mix = torch.sparse_coo_tensor(torch.stack([rows[valid], cols[valid]]), coeffs[valid],
                                           (num_out, self.num_in * weight_num)).coalesce().to_sparse_csr()
-        return {"basis_rows": basis.reshape(-1, self.in_channels).contiguous(), "mix": mix}
+            mix_t = mix.t().to_sparse_csr()  # for the backward of a differentiable use (module docstring)
+        return {"basis_rows": basis.reshape(-1, self.in_channels).contiguous(), "mix": mix, "mix_t": mix_t}
 
     def _conv_mix(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Channel-major (N_in, C_in, B) -> conv output (N_out, C_out, B) without bias (:meth:`_mix_weights`).
@@ -177,7 +195,8 @@ class VcConv(nn.Module):
             per_basis = per_row.view(self.num_in, batch, -1).transpose(1, 2)  # (N_in, W·C_out, B)
         else:
             per_basis = torch.matmul(weights["basis_rows"], h)  # (N_in, W·C_out, B)
-        mixed = mix @ per_basis.reshape(-1, self.out_channels * batch)
+        rhs = per_basis.reshape(-1, self.out_channels * batch)
+        mixed = _SparseMix.apply(mix, weights["mix_t"], rhs) if rhs.requires_grad else mix @ rhs
         return mixed.view(self.num_out, self.out_channels, batch).to(x.dtype)
 
     def _gather_channel_major(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +206,7 @@ class VcConv(nn.Module):
         return picked.view(self.num_out, -1, x.shape[-1])
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference only (no autograd): channel-major (N_in, C_in, B) -> (N_out, C_out, B)."""
+        """Channel-major (N_in, C_in, B) -> (N_out, C_out, B) with the cached weights; differentiable in ``x`` only."""
         weights = self._inference_weights()
         r = self.residual_rate
         out = None

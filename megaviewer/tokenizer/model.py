@@ -110,12 +110,14 @@ class MeshVQVAE(nn.Module):
         return self.config.level_sizes[0]
 
     @staticmethod
-    def _run(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    def _run(layers: nn.Sequential, x: torch.Tensor, cached: bool | None = None) -> torch.Tensor:
         """(B, V, C) through ``layers``. With autograd off (inference, frozen use in training) the layers'
         cached channel-major route runs (``VcConv.infer``), otherwise the trainable route. The cached route
         is the faster at every batch size on a CPU (whole decodes both ways: ``tokenizer_decode`` in
-        ``resources/bench/cpu_routes.json``)."""
-        if torch.is_grad_enabled():
+        ``resources/bench/cpu_routes.json``). ``cached`` forces the choice (True: the cached route, with
+        gradients for ``x`` but never for the weights)."""
+        use_cached = not torch.is_grad_enabled() if cached is None else cached
+        if not use_cached:
             return layers(x.transpose(0, 1)).transpose(0, 1)
         h = x.permute(1, 2, 0)
         for layer in layers:
@@ -138,7 +140,16 @@ class MeshVQVAE(nn.Module):
         return self.decode_latents(codes)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        out = self._run(self.decoder, latents)
+        return self._to_mesh(self._run(self.decoder, latents))
+
+    def decode_latents_frozen(self, latents: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode_latents` through the cached route even with autograd on: gradients reach the latents,
+        never the weights. For fitting latents through the frozen decoder (:mod:`megaviewer.refine`), where
+        it is several times cheaper per step than the trainable route from a few meshes on."""
+        return self._to_mesh(self._run(self.decoder, latents, cached=True))
+
+    def _to_mesh(self, out: torch.Tensor) -> torch.Tensor:
+        """The decoder's output -> centroid-centred vertices (adds the template back in residual mode)."""
         if self.config.residual_scale > 0:
             out = out / self.config.residual_scale + self.template.to(out.dtype)
         return out - out.mean(dim=-2, keepdim=True)
