@@ -180,7 +180,7 @@ def bench_deterministic(engine: Engine, repeats: int = 30, warmup: int = 3) -> d
     dev = engine.device
 
     def total() -> None:
-        engine.recover(**inputs, mode="deterministic")
+        engine.recover(**inputs, refine=False, mode="deterministic")
 
     @torch.inference_mode()
     def model_only() -> torch.Tensor:
@@ -211,7 +211,8 @@ def bench_stochastic(engine: Engine, repeats: int = 30, warmup: int = 3, qs: Ite
     inputs = engine_inputs(engine)
     out: dict[str, dict[str, float]] = {}
     for q in qs:
-        stats = measure(lambda q=q: engine.recover(**inputs, mode="stochastic", num_samples=q, steps=steps, seed=0),
+        stats = measure(lambda q=q: engine.recover(**inputs, refine=False, mode="stochastic", num_samples=q,
+                                                   steps=steps, seed=0),
                         repeats, warmup, engine.device)
         stats["per_sample_ms"] = stats["median_ms"] / q
         stats["steps"] = steps
@@ -228,11 +229,11 @@ def bench_batched_vs_sequential(engine: Engine, repeats: int = 30, warmup: int =
     inputs = engine_inputs(engine)
 
     def batched() -> None:
-        engine.recover(**inputs, mode="stochastic", num_samples=q, steps=steps, seed=0)
+        engine.recover(**inputs, refine=False, mode="stochastic", num_samples=q, steps=steps, seed=0)
 
     def sequential() -> None:
         for i in range(q):
-            engine.recover(**inputs, mode="stochastic", num_samples=1, steps=steps, seed=i)
+            engine.recover(**inputs, refine=False, mode="stochastic", num_samples=1, steps=steps, seed=i)
 
     stats = measure_interleaved({"batched": batched, "sequential": sequential}, repeats, warmup, engine.device)
     speedup = stats["sequential"]["median_ms"] / max(stats["batched"]["median_ms"], 1e-9)
@@ -393,7 +394,7 @@ def bench_live_loop(engine: Engine, video: str | Path, frames: int = 30, warmup:
             t0 = time.perf_counter()
             frame = source.read()
             t1 = time.perf_counter()
-            people = recover_people(engine, detector, frame, mode="deterministic")
+            people = recover_people(engine, detector, frame, mode="deterministic", refine=False)
             sync()
             t2 = time.perf_counter()
             if i < warmup:
@@ -453,10 +454,10 @@ def bench_paper(template: Engine, repeats: int = 2, warmup: int = 1, kinds: Sequ
         inputs = engine_inputs(engine)
         out[kind] = {
             "parameters": _parameter_counts(engine.model),
-            "deterministic": measure(lambda e=engine, i=inputs: e.recover(**i, mode="deterministic"), repeats,
-                                     warmup, engine.device),
-            f"stochastic_q{q}": measure(lambda e=engine, i=inputs: e.recover(**i, mode="stochastic", num_samples=q,
-                                                                             steps=steps, seed=0),
+            "deterministic": measure(lambda e=engine, i=inputs: e.recover(**i, refine=False, mode="deterministic"),
+                                     repeats, warmup, engine.device),
+            f"stochastic_q{q}": measure(lambda e=engine, i=inputs: e.recover(**i, refine=False, mode="stochastic",
+                                                                             num_samples=q, steps=steps, seed=0),
                                         repeats, warmup, engine.device),
         }
         del engine

@@ -86,6 +86,9 @@ def build_infer_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-camera-fit", dest="camera_fit", action="store_false", default=d.fit_camera,
                    help="keep the network's own rotation and camera instead of fitting them to the detected "
                    "keypoints (the fit is on by default; see megaviewer.camera_fit)")
+    p.add_argument("--no-refine", dest="refine", action="store_false", default=d.refine,
+                   help="keep the network's bodies instead of fitting each one to the detected keypoints after the "
+                   "camera fit (on by default; see megaviewer.refine)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     p.add_argument("--formats", default=DEFAULT_FORMATS,
                    help=f"comma list of {','.join(FORMATS)} (default {DEFAULT_FORMATS}; mp4: overlay video; "
@@ -150,7 +153,8 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
         if engine is None:
             return 1
     settings = DEFAULTS.with_(mode=args.mode, num_samples=args.samples, steps=args.steps,
-                              temperature=args.temperature, seed=args.seed, fit_camera=args.camera_fit)
+                              temperature=args.temperature, seed=args.seed, fit_camera=args.camera_fit,
+                              refine=args.refine)
     options = BatchOptions(out=args.out, settings=settings, max_people=args.max_people,
                            min_confidence=args.min_confidence, every=args.every, quiet=args.quiet, fov_deg=args.fov,
                            exports=ExportOptions(formats, args.frame, args.topology, args.all_samples))

@@ -55,6 +55,7 @@ from megaviewer import generate
 from megaviewer.camera_fit import fit_camera as fit_camera_to_keypoints
 from megaviewer.geometry.rotations import rot6d_to_matrix
 from megaviewer.model.mega import Mega, load_mega
+from megaviewer.refine import refine_hypotheses
 from megaviewer.result import RecoveryResult
 from megaviewer.settings import DEFAULTS, MODES
 from megaviewer.tokenizer.model import MeshVQVAE
@@ -202,7 +203,7 @@ class Engine:
     def recover(self, keypoints=None, image=None, *, mode: str = DEFAULTS.mode, num_samples: int | None = None,
                 steps: int = DEFAULTS.steps, temperature: float = DEFAULTS.temperature,
                 seed: int | None = DEFAULTS.seed, crop: CropBox | None = None, return_trace: bool = True,
-                fit_camera: bool | None = None, landmarks_3d=None) -> RecoveryResult:
+                fit_camera: bool | None = None, refine: bool = DEFAULTS.refine, landmarks_3d=None) -> RecoveryResult:
         """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop.
 
         ``num_samples`` (Q) is used in stochastic mode (default ``DEFAULTS.num_samples``); deterministic mode
@@ -236,7 +237,7 @@ class Engine:
                                       temperature=temperature, generator=gen, return_trace=return_trace)
         clock.lap("generate_ms")
         fit = self.fit_camera if fit_camera is None else bool(fit_camera)
-        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock)
+        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock, refine=refine)
         result.landmarks_3d = landmarks
         return result
 
@@ -255,13 +256,13 @@ class Engine:
         return self._assemble("unconditional", out, None, None, clock)
 
     def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None,
-                  fit_keypoints: torch.Tensor | None, clock: _StageClock) -> RecoveryResult:
+                  fit_keypoints: torch.Tensor | None, clock: _StageClock, refine: bool = False) -> RecoveryResult:
         """Decode the tokens and place the meshes; ``fit_keypoints`` (B, 17, 3) crop coords turn the camera fit on."""
         tokens = out.tokens
         q = tokens.shape[0]
         canonical = self.tokenizer.decode(tokens).float()
         clock.lap("decode_ms")
-        fit_report = None
+        fit_report = refinement = None
         network_rotation = network_cam = None
         if out.rot6d is not None:
             rotation = rot6d_to_matrix(out.rot6d.float())
@@ -274,6 +275,11 @@ class Engine:
                 rotation = fit_report.rotation.to(canonical.device)
                 cam = fit_report.cam.to(canonical.device)
                 clock.lap("camera_fit_ms")
+                if refine:
+                    refinement = refine_hypotheses(self.tokenizer, self.coco_regressor, tokens, rotation, cam, rows)
+                    canonical = refinement.canonical_vertices.to(canonical.device)
+                    rotation, cam = refinement.rotation.to(canonical.device), refinement.cam.to(canonical.device)
+                    clock.lap("refine_ms")
         else:
             rotation = torch.eye(3, device=canonical.device).expand(q, 3, 3)
             cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
@@ -298,7 +304,7 @@ class Engine:
             focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace, timings_ms=clock.laps,
             network_rotation=network_rotation.cpu() if network_rotation is not None else None,
             network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
-            image_size=image_size, focal_source=focal_source,
+            image_size=image_size, focal_source=focal_source, refinement=refinement,
         )
 
 

@@ -23,6 +23,7 @@ import torch
 
 from megaviewer.camera_fit import CameraFit
 from megaviewer.generate import Trace
+from megaviewer.refine import Refinement
 
 
 @dataclass
@@ -42,6 +43,7 @@ class RecoveryResult:
     network_rotation: torch.Tensor | None = None  # (Q, 3, 3) the network's rotation when the camera was fitted
     network_cam: torch.Tensor | None = None  # (Q, 3) the network's [s, tx, ty] when the camera was fitted
     camera_fit: CameraFit | None = None  # what the camera fit did (None: not run)
+    refinement: Refinement | None = None  # what the keypoint refinement of the bodies did (None: not run)
     image_size: tuple[int, int] | None = None  # (W, H) of the image ``focal`` refers to
     focal_source: str | None = None  # megaviewer.intrinsics.SOURCES: "exif-35mm", "default-fov", ...
     landmarks_3d: torch.Tensor | None = None  # (33, 4) the detector's 3D landmarks (metres, hip-centred), if given

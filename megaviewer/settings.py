@@ -26,6 +26,9 @@ class RecoverySettings:
     seed: int = 0
     random_seed: bool = False  # the app's "new each run": draw a fresh seed per run instead of ``seed``
     fit_camera: bool = True  # fit each hypothesis's rotation and camera to the keypoints (megaviewer.camera_fit)
+    # Then fit each hypothesis's body to the keypoints too (megaviewer.refine): lower PA-MPJPE on the benchmark
+    # and on hard poses (resources/bench/refine.json); ~0.1 s per person, so live streams turn it off.
+    refine: bool = True
 
     @property
     def samples(self) -> int:
@@ -40,7 +43,8 @@ class RecoverySettings:
         """The keyword arguments of :meth:`megaviewer.engine.Engine.recover` for these settings."""
         seed = random.randrange(2**31 - 1) if self.random_seed else self.seed
         return {"mode": self.mode, "num_samples": self.samples, "steps": self.steps,
-                "temperature": self.temperature, "seed": seed, "fit_camera": self.fit_camera}
+                "temperature": self.temperature, "seed": seed, "fit_camera": self.fit_camera,
+                "refine": self.refine}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

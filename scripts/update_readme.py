@@ -399,6 +399,32 @@ def routes_section(r: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def refine_section(r: dict | None) -> str:
+    """The keypoint refinement of the bodies (megaviewer/refine.py), without and with, on each split."""
+    if not r:
+        return ""
+    rows = [("benchmark, deterministic", r["benchmark"]["deterministic"]),
+            ("benchmark, stochastic (min of 8)", r["benchmark"]["stochastic_q8"]),
+            ("hard poses, deterministic", r["hard_poses"]["deterministic"]),
+            ("benchmark with clean keypoints, deterministic", r["benchmark_clean_keypoints"]["deterministic"])]
+    out = [f"### Keypoint refinement of the bodies (`{r['command']}`, {r['threads']} torch thread)\n",
+           "Each hypothesis's body fitted to the keypoints after the camera fit (on by default for photos, off in "
+           "live streams); mm, 2D error in normalised crop units.\n",
+           "| split | people | PA-MPJPE without → with | MPJPE without → with | 2D error before → after | "
+           "people improved |", "|---|---|---|---|---|---|"]
+    for name, part in rows:
+        w, x = part["without"], part["with"]
+        out.append(f"| {name} | {part['people']} | {w['pa_mpjpe']:.1f} → {x['pa_mpjpe']:.1f} | "
+                   f"{w['mpjpe']:.1f} → {x['mpjpe']:.1f} | {part['reprojection_error_before']:.3f} → "
+                   f"{part['reprojection_error_after']:.3f} | "
+                   f"{100 * part['pa_mpjpe_change']['improved_fraction']:.0f} % |")
+    one = next((t for t in r.get("timing", []) if t["q"] == 1), None)
+    if one:
+        out += ["", f"Time for one person: {one['refine_cpu_ms']:.0f} ms of CPU time ({one['steps']} steps) on a "
+                    "shared core; the run records the machine's load."]
+    return "\n".join(out) + "\n"
+
+
 def throughput_section(t: dict | None) -> str:
     """Time to accuracy of conditioned-training recipes, measured side by side (benchmarks/training_speed.py)."""
     if not t or not t.get("variants"):
@@ -436,6 +462,7 @@ def generated_block() -> str:
         + observations_note(mega, long),
         ablation_section(_load(res / "ablation" / "ablation.json")),
         throughput_section(_load(res / "bench" / "train_throughput.json")),
+        refine_section(_load(res / "bench" / "refine.json")),
         body_section(_load(res / "body" / "anny.json"),
                      [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
                       if (res / "figures" / f"{name}.json").exists()]),

@@ -135,3 +135,41 @@ def test_fit_camera_checkbox_reaches_the_engine_and_persists(make_window, spied_
     again.session.show_image(photo())
     qtbot.waitUntil(lambda: again.state.result is not None, timeout=WAIT_MS)
     assert calls[seen:] and all(c is False for c in calls[seen:])
+
+
+def test_refine_checkbox_reaches_photo_recovery_and_live_skips_it(make_window, monkeypatch, tmp_path, qtbot):
+    engine = tiny_engine(seed=0)
+    calls: list[bool | None] = []
+    lock = threading.Lock()
+    real = engine.recover
+
+    def spy(*args, **kwargs):
+        with lock:
+            calls.append(kwargs.get("refine"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "recover", spy)
+    window = make_window(engine, settings_path=tmp_path / "refine.ini")
+    box = window.controls.refine
+    assert box.isChecked() and box.isEnabled() and window.session.settings.refine  # on by default
+    window.session.show_image(photo())
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=WAIT_MS)
+    assert calls[-1] is True and window.state.result.refinement is not None
+
+    first, seen = window.state.result, len(calls)
+    box.setChecked(False)
+    qtbot.waitUntil(lambda: window.state.result is not first, timeout=WAIT_MS)
+    assert calls[seen:] and all(c is False for c in calls[seen:]) and window.state.result.refinement is None
+    box.setChecked(True)
+    window.controls.fit_camera.setChecked(False)
+    assert not box.isEnabled()  # the body fit starts from the camera fit
+
+    window.controls.fit_camera.setChecked(True)
+    window.open_path(write_video(tmp_path / "clip.avi", frames=40, fps=25.0))
+    qtbot.waitUntil(lambda: window.session.live is not None and window.session.live.processed >= 2,
+                    timeout=WAIT_MS)
+    live_start = len(calls)
+    qtbot.waitUntil(lambda: len(calls) > live_start, timeout=WAIT_MS)
+    assert calls[-1] is False  # the stream keeps its frame rate
+    window.actions_by_name["live_stop"].trigger()
+    window.close()

@@ -53,11 +53,17 @@ key                                 shape / dtype    meaning
 ``camera_fit_error_before``         (Q,) f32         mean 2D keypoint error with the network's camera**
 ``camera_fit_error_after``          (Q,) f32         mean 2D keypoint error with the returned camera**
 ``camera_fit_rotation_change_deg``  (Q,) f32         angle between the fitted and the network rotation**
+``refined_latents``                 (Q, N, D) f32    the token latents after the keypoint refinement: the
+                                                     refined bodies are their decode, not the tokens'****
+``refined``                         (Q,) bool        whether the hypothesis kept its refinement****
+``refine_error_before``             (Q,) f32         mean 2D keypoint error of the network's body****
+``refine_error_after``              (Q,) f32         the same after the refinement****
 ==================================  ===============  =====================================================
 
 (*) only when the detection is passed. (**) only when the camera was fitted to the keypoints
 (:mod:`megaviewer.camera_fit`, the engine's default); errors are in normalised crop units (box side = 2).
 (***) only when the detector (or the keypoints file) gave them (:mod:`megaviewer.vision.landmarks`).
+(****) only when the bodies were refined to the keypoints (:mod:`megaviewer.refine`, the default for photos).
 Load with ``numpy.load(path)``; string entries are numpy unicode arrays (``str(data["mode"])``).
 """
 
@@ -153,6 +159,12 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         data["camera_fit_error_before"] = arr(fit.error_before)
         data["camera_fit_error_after"] = arr(fit.error_after)
         data["camera_fit_rotation_change_deg"] = arr(fit.rotation_change_deg)
+    refinement = getattr(result, "refinement", None)
+    if refinement is not None:
+        data["refined_latents"] = arr(refinement.latents)
+        data["refined"] = arr(refinement.refined, bool)
+        data["refine_error_before"] = arr(refinement.error_before)
+        data["refine_error_after"] = arr(refinement.error_after)
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise ValueError(f"{path}: an NPZ export needs the .npz suffix")
