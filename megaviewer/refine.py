@@ -58,6 +58,10 @@ class RefineConfig:
     robust_scale: float = 0.3  # Geman-McClure scale in crop units (0.3 = 15 % of the box side)
     min_keypoints: int = 6  # fewer usable keypoints leave the hypothesis as it is
     refit_camera: bool = True  # run the camera fit again on the refined joints
+    # Weight of the five face keypoints (nose, eyes, ears) against the limbs': they sit a few centimetres apart
+    # on the coarse head of the token mesh, and pulling the body onto them crumples the face instead of turning
+    # the head (seen on the README photos), so the body is fitted to the 12 limb and torso keypoints.
+    face_weight: float = 0.0
 
 
 @dataclass
@@ -65,7 +69,8 @@ class Refinement:
     """The refined hypotheses (CPU, float32) and what the refinement changed.
 
     Rows with ``refined`` False hold the inputs unchanged (the decoded tokens, the given rotation and
-    camera). Errors are mean 2D distances between the projected joints and the usable keypoints in
+    camera). Errors are mean 2D distances between the projected joints and the usable keypoints (those the fit
+    weighs: the limbs and torso by default, ``RefineConfig.face_weight``) in
     normalised crop units, with the given rotation and the camera solved in closed form for each body, so
     ``error_before`` measures the network's body, not its placement. ``latent_shift`` is the RMS over
     tokens of |z − z0|.
@@ -149,6 +154,8 @@ class _Fit:
         self.tokenizer, self.regressor, self.cfg = tokenizer, regressor, cfg
         finite = torch.isfinite(keypoints).all(dim=-1)
         self.conf = torch.where(finite, torch.nan_to_num(keypoints[..., 2]).clamp(0.0, 1.0), 0.0)
+        self.conf = self.conf * torch.tensor([cfg.face_weight] * 5 + [1.0] * (self.conf.shape[-1] - 5),
+                                             dtype=self.conf.dtype, device=self.conf.device)
         self.target = torch.where(finite[..., None], keypoints[..., :2], 0.0)
         self.usable = (self.conf > 0).sum(dim=-1) >= cfg.min_keypoints
         self.conf_total = self.conf.sum(dim=-1).clamp_min(1e-6)
