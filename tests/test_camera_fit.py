@@ -146,7 +146,8 @@ def test_engine_fits_by_default_and_keeps_the_network_values():
     kp = _keypoints()
     crop = CropBox(center=(300.0, 200.0), side=250.0, image_size=(640, 480))
     raw = engine.recover(kp, mode="stochastic", num_samples=3, steps=2, crop=crop, fit_camera=False)
-    res = engine.recover(kp, mode="stochastic", num_samples=3, steps=2, crop=crop)
+    # the camera fit alone (the body refinement that follows it by default changes the bodies: test_engine)
+    res = engine.recover(kp, mode="stochastic", num_samples=3, steps=2, crop=crop, refine=False)
     assert raw.camera_fit is None and raw.network_rotation is None
     assert res.camera_fit is not None and res.camera_fit.fitted.all() and "camera_fit_ms" in res.timings_ms
     torch.testing.assert_close(res.network_rotation, raw.rotation)
