@@ -76,3 +76,50 @@ def write_video(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240)
         writer.write(frame)
     writer.release()
     return path
+
+
+WAIT_MS = 30_000  # generous: CI machines share their CPUs with other jobs
+
+
+def gui_marks() -> list:
+    """The marks of a module of GUI tests: ``gui``, and skipped without an X display (the OpenGL viewport)."""
+    import os
+
+    import pytest
+
+    return [pytest.mark.gui,
+            pytest.mark.skipif(not os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen",
+                               reason="needs an X display (pytest-xvfb or xvfb-run) for the OpenGL viewport")]
+
+
+def open_window(qtbot, engine, settings_file: Path, detector_factory):
+    """The app's main window on ``engine`` with its own settings file, shown and exposed (closed at teardown)."""
+    from PySide6.QtCore import QSettings
+
+    from megaviewer.gui.app import application, apply_theme, create_window
+
+    apply_theme(application())
+    settings = QSettings(str(settings_file), QSettings.Format.IniFormat)
+    window = create_window(engine=engine, settings=settings, detector_factory=detector_factory, sample=False)
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def spy_on_recover(monkeypatch, engine, key: str) -> list:
+    """Record the ``key`` keyword of every ``engine.recover`` call (calls come from worker threads)."""
+    import threading
+
+    calls: list = []
+    lock = threading.Lock()
+    real = engine.recover
+
+    def spy(*args, **kwargs):
+        with lock:
+            calls.append(kwargs.get(key))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "recover", spy)
+    return calls

@@ -7,56 +7,27 @@ these with ``QT_QPA_PLATFORM=offscreen`` (the GL viewport cannot exist there).
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
-from tests._gui_helpers import stub_factory, tiny_engine, write_video
+from tests._gui_helpers import WAIT_MS, gui_marks, open_window, spy_on_recover, stub_factory, tiny_engine, write_video
 
-pytestmark = [
-    pytest.mark.gui,
-    pytest.mark.skipif(not os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen",
-                       reason="needs an X display (pytest-xvfb or xvfb-run) for the OpenGL viewport"),
-]
-
-WAIT_MS = 30_000  # generous: CI machines share their CPUs with other jobs
+pytestmark = gui_marks()
 
 
 @pytest.fixture
 def spied_engine(monkeypatch):
-    """A tiny engine whose ``recover`` records each call's ``fit_camera`` (calls come from worker threads)."""
+    """A tiny engine whose ``recover`` records each call's ``fit_camera``."""
     engine = tiny_engine(seed=0)
-    calls: list[bool | None] = []
-    lock = threading.Lock()
-    real = engine.recover
-
-    def spy(*args, **kwargs):
-        with lock:
-            calls.append(kwargs.get("fit_camera"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "recover", spy)
-    return engine, calls
+    return engine, spy_on_recover(monkeypatch, engine, "fit_camera")
 
 
 @pytest.fixture
 def make_window(qtbot, tmp_path):
-    from megaviewer.gui.app import application, apply_theme, create_window
-
-    apply_theme(application())
-
     def make(engine, settings_path: Path | None = None):
-        settings = QSettings(str(settings_path or tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-        window = create_window(engine=engine, settings=settings, detector_factory=stub_factory(1), sample=False)
-        qtbot.addWidget(window)  # closed (settings saved, threads stopped) at teardown
-        window.resize(1280, 800)
-        window.show()
-        qtbot.waitExposed(window)
-        return window
+        return open_window(qtbot, engine, settings_path or tmp_path / "settings.ini", stub_factory(1))
 
     return make
 
@@ -139,16 +110,7 @@ def test_fit_camera_checkbox_reaches_the_engine_and_persists(make_window, spied_
 
 def test_refine_checkbox_reaches_photo_recovery_and_live_skips_it(make_window, monkeypatch, tmp_path, qtbot):
     engine = tiny_engine(seed=0)
-    calls: list[bool | None] = []
-    lock = threading.Lock()
-    real = engine.recover
-
-    def spy(*args, **kwargs):
-        with lock:
-            calls.append(kwargs.get("refine"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "recover", spy)
+    calls = spy_on_recover(monkeypatch, engine, "refine")
     window = make_window(engine, settings_path=tmp_path / "refine.ini")
     box = window.controls.refine
     assert box.isChecked() and box.isEnabled() and window.session.settings.refine  # on by default
