@@ -90,10 +90,9 @@ def minutes_to_target(curve: list[CurvePoint], target: float) -> float | None:
 
 def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regressor, data, eval_every: int,
                 threads: int, max_minutes: float, target: float, progress: bool = False) -> dict:
+    from training.loop import training_record
     from training.mega_conditioned import ConditionedConfig, train_conditioned
     from training.mega_losses import LossWeights
-    from training.run_recipe import _training_summary
-    from training.state import checkpoint_step
 
     out = runs / variant.name
     stage = variant.stage
@@ -108,12 +107,8 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
                                 stop_at=stop,
                                 weights=LossWeights(code_smoothing=stage.code_smoothing, lifting=stage.lifting))
         folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
-        seconds = _training_summary(folder).get("train_seconds") if folder.name == "final" else None
-        if seconds is None:
-            state = json.loads((folder / "trainer_state.json").read_text())
-            seconds = state["train_seconds"]
+        step, seconds = training_record(folder)
         pa, mpjpe = deterministic_pa_mpjpe(folder, tokenizer, regressor, data)
-        step = stage.train_steps if folder.name == "final" else checkpoint_step(folder)
         curve.append(CurvePoint(step, seconds / 60, pa, mpjpe))
         print(f"{variant.name}: step {step}, {seconds / 60:.1f} min, PA-MPJPE {pa:.1f} mm", flush=True)
         if seconds / 60 > max_minutes or pa <= target:

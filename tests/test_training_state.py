@@ -11,7 +11,7 @@ import torch
 from megaviewer.io.checkpoint import load_checkpoint_tensors
 from megaviewer.tokenizer.model import TokenizerConfig
 from training.data.meshes import SyntheticMeshes
-from training.loop import TRAINING_SUMMARY_NAME, find_last_checkpoint
+from training.loop import TRAINING_SUMMARY_NAME, find_last_checkpoint, training_record
 from training.state import checkpoint_step, restore, snapshot
 from training.tokenizer import TokenizerTrainConfig, train_tokenizer
 
@@ -51,6 +51,7 @@ def test_saved_state_continues_bit_identical(tmp_path, meshes):
     seconds = json.loads((final / TRAINING_SUMMARY_NAME).read_text())["train_seconds"]
     saved_seconds = json.loads((saved / "trainer_state.json").read_text())["train_seconds"]
     assert seconds > saved_seconds > 0  # wall-clock time adds up across machines
+    assert training_record(final) == (6, seconds) and training_record(saved) == (4, saved_seconds)
 
 
 def test_different_chunks_give_different_weights(tmp_path, meshes):

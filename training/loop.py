@@ -153,6 +153,18 @@ def checkpoint_dir(out_dir: str | Path, step: int) -> Path:
     return Path(out_dir) / "checkpoints" / f"step-{step:08d}"
 
 
+def training_record(folder: str | Path) -> tuple[int | None, float | None]:
+    """(steps, wall-clock training seconds over all invocations) of a ``final/`` folder or a checkpoint folder;
+    ``None`` for what the folder does not record."""
+    folder = Path(folder)
+    for name in (TRAINING_SUMMARY_NAME, TRAINER_STATE_NAME):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text())
+            return data.get("steps", data.get("step")), data.get("train_seconds")
+    return None, None
+
+
 def find_last_checkpoint(out_dir: str | Path) -> Path | None:
     """The folder ``checkpoints/last.json`` points at, or ``None`` when no checkpoint was completed."""
     pointer = Path(out_dir) / "checkpoints" / LAST_NAME

@@ -38,15 +38,11 @@ def save_state(runs: str | Path, state_dir: str | Path) -> dict[str, str]:
     return saved
 
 
-def _training_summary(final: Path) -> dict:
-    from training.loop import TRAINING_SUMMARY_NAME
+def _hours(final: Path) -> float | None:
+    """Wall-clock hours of training behind a ``final/`` folder."""
+    from training.loop import training_record
 
-    path = final / TRAINING_SUMMARY_NAME
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _hours(summary: dict) -> float | None:
-    seconds = summary.get("train_seconds")
+    seconds = training_record(final)[1]
     return None if seconds is None else seconds / 3600
 
 
@@ -70,10 +66,9 @@ def train_tokenizer_stage(recipe: Recipe, runs: Path, threads: int, state_dir: P
     if final.name != "final":
         return final, {}
     model = MeshVQVAE.from_pretrained(final)
-    summary = _training_summary(final)
     result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "prior": cfg.prior,
               "channels": list(model.config.channels), "residual_scale": model.config.residual_scale,
-              "train_hours": _hours(summary)}
+              "train_hours": _hours(final)}
     for split in ("keyposes", "motion", "hard"):
         result[split] = evaluate_tokenizer(model, SyntheticMeshes(prior_kind=split), 1024)
     atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
@@ -144,8 +139,8 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times
     result["train_hours"] = {"tokenizer": tokenizer_metrics.get("train_hours"),
-                             "pretrain": _hours(_training_summary(pre_final)),
-                             "conditioned": _hours(_training_summary(final))}
+                             "pretrain": _hours(pre_final),
+                             "conditioned": _hours(final)}
     result["recipe"] = recipe.to_dict()
     result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     print(format_table(result))
