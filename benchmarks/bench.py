@@ -155,6 +155,23 @@ def engine_inputs(engine: Engine, seed: int = 0) -> dict[str, Any]:
     if "image" in kinds:
         h, w = engine.model.config.conditioning.image_size
         out["image"] = torch.randn(3, h, w, generator=torch.Generator().manual_seed(seed))
+    if "landmarks" in kinds:
+        out["landmarks_3d"] = standing_landmarks(engine.tokenizer.config.body)
+    return out
+
+
+def standing_landmarks(body: str = "anny") -> np.ndarray:
+    """The detector's 3D landmarks (33, 4) of the rest mesh seen from the front: its COCO-17 joints around the hips
+    in camera axes at BlazePose's indices, visibility 0.9; the other 16 points missing (visibility 0)."""
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.vision.detector import MEDIAPIPE_TO_COCO17
+
+    assets = BodyAssets.load(body)
+    joints = (assets.coco_regressor.double() @ assets.template.double()).numpy()  # (17, 3), y up, facing +z
+    joints = joints * np.array([1.0, -1.0, -1.0])  # camera axes: x right, y down, z away (facing the camera)
+    out = np.zeros((33, 4), np.float32)
+    out[list(MEDIAPIPE_TO_COCO17), :3] = joints - joints[11:13].mean(axis=0)
+    out[list(MEDIAPIPE_TO_COCO17), 3] = 0.9
     return out
 
 
@@ -176,7 +193,8 @@ def bench_deterministic(engine: Engine, repeats: int = 30, warmup: int = 3) -> d
     from megaviewer import generate
 
     inputs = engine_inputs(engine)
-    raw = {k: v for k, v in inputs.items() if k in ("keypoints", "image")}
+    raw = {k: v for k, v in inputs.items() if k in ("keypoints", "image", "landmarks_3d")}
+    landmarks = torch.from_numpy(raw["landmarks_3d"]) if "landmarks_3d" in raw else None
     dev = engine.device
 
     def total() -> None:
@@ -185,7 +203,8 @@ def bench_deterministic(engine: Engine, repeats: int = 30, warmup: int = 3) -> d
     @torch.inference_mode()
     def model_only() -> torch.Tensor:
         with _precision(engine):
-            cond = engine.model.encode_conditioning(engine._conditioning(raw.get("keypoints"), raw.get("image")))
+            cond = engine.model.encode_conditioning(engine._conditioning(raw.get("keypoints"), raw.get("image"),
+                                                                         landmarks))
             return generate.deterministic(engine.model, cond).tokens
 
     tokens = model_only()

@@ -29,7 +29,8 @@ raw network placement.
 Camera: with a crop box the meshes are placed in the photo's camera frame, with the box's ``focal`` (the
 photo's, from :mod:`megaviewer.intrinsics`) or, when the box has none, a 55° diagonal field of view
 (:func:`megaviewer.camera.default_focal`). The detector's 3D landmarks, when passed (``landmarks_3d``), are
-checked and kept in the result (:mod:`megaviewer.vision.landmarks`); no shipped model is conditioned on them.
+checked and kept in the result (:mod:`megaviewer.vision.landmarks`), and a model conditioned on them reads
+them (without them it gets zeros: "no landmarks").
 
 Defaults of ``recover`` (mode, Q, T, temperature, seed, camera fit) come from
 :data:`megaviewer.settings.DEFAULTS`, the same values the command line and the app start from. Timings
@@ -55,8 +56,8 @@ from megaviewer import generate
 from megaviewer.camera_fit import fit_camera as fit_camera_to_keypoints
 from megaviewer.geometry.rotations import rot6d_to_matrix
 from megaviewer.model.mega import Mega, load_mega
-from megaviewer.refine import refine_hypotheses
-from megaviewer.result import RecoveryResult
+from megaviewer.refine import RefineConfig, refine_hypotheses
+from megaviewer.result import Placement, RecoveryResult
 from megaviewer.settings import DEFAULTS, MODES
 from megaviewer.tokenizer.model import MeshVQVAE
 
@@ -106,6 +107,7 @@ class Engine:
         self.faces = faces if faces is not None else self._faces()
         self.name = name
         self.fit_camera = bool(fit_camera)  # default of recover(fit_camera=None); see the module docstring
+        self.refine_config = RefineConfig()  # the fit of the bodies to the keypoints (megaviewer.refine)
         if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
             raise ValueError(f"model expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
                              f"the tokenizer has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
@@ -178,9 +180,16 @@ class Engine:
         verts = self.tokenizer.decode(flat)
         return verts.reshape(*tokens.shape[:-1], *verts.shape[-2:]).float().cpu()
 
-    def _conditioning(self, keypoints, image) -> dict[str, torch.Tensor]:
+    def _conditioning(self, keypoints, image, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         kinds = self.model.config.conditioning.kinds
         cond: dict[str, torch.Tensor] = {}
+        if "landmarks" in kinds:  # optional: a person without landmarks gets zeros, which the model reads as absent
+            from megaviewer.vision.landmarks import coco_landmarks
+
+            batch = 1 if keypoints is None else max(1, int(np.asarray(keypoints).size // 51))
+            lm = (coco_landmarks(landmarks) if landmarks is not None
+                  else torch.zeros(self.model.config.conditioning.num_landmarks, 4))
+            cond["landmarks"] = lm.reshape(-1, *lm.shape[-2:]).expand(batch, -1, -1).to(self.device)
         if "keypoints" in kinds:
             if keypoints is None:
                 raise ValueError("this model is conditioned on 2D keypoints; pass keypoints (17, 3)")
@@ -225,7 +234,7 @@ class Engine:
 
             landmarks = torch.from_numpy(parse_landmarks_3d(landmarks_3d))
         clock = _StageClock(self.device)
-        inputs = self._conditioning(keypoints, image)
+        inputs = self._conditioning(keypoints, image, landmarks)
         cond = self.model.encode_conditioning(inputs)
         if mode == "deterministic":
             out = generate.deterministic(self.model, cond, return_trace=return_trace)
@@ -237,7 +246,8 @@ class Engine:
                                       temperature=temperature, generator=gen, return_trace=return_trace)
         clock.lap("generate_ms")
         fit = self.fit_camera if fit_camera is None else bool(fit_camera)
-        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock, refine=refine)
+        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock, refine=refine,
+                                landmarks=landmarks)
         result.landmarks_3d = landmarks
         return result
 
@@ -256,7 +266,8 @@ class Engine:
         return self._assemble("unconditional", out, None, None, clock)
 
     def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None,
-                  fit_keypoints: torch.Tensor | None, clock: _StageClock, refine: bool = False) -> RecoveryResult:
+                  fit_keypoints: torch.Tensor | None, clock: _StageClock, refine: bool = False,
+                  landmarks: torch.Tensor | None = None) -> RecoveryResult:
         """Decode the tokens and place the meshes; ``fit_keypoints`` (B, 17, 3) crop coords turn the camera fit on."""
         tokens = out.tokens
         q = tokens.shape[0]
@@ -276,7 +287,9 @@ class Engine:
                 cam = fit_report.cam.to(canonical.device)
                 clock.lap("camera_fit_ms")
                 if refine:
-                    refinement = refine_hypotheses(self.tokenizer, self.coco_regressor, tokens, rotation, cam, rows)
+                    before = (canonical, rotation, cam)
+                    refinement = refine_hypotheses(self.tokenizer, self.coco_regressor, tokens, rotation, cam, rows,
+                                                   self.refine_config, _coco_or_none(landmarks))
                     canonical = refinement.canonical_vertices.to(canonical.device)
                     rotation, cam = refinement.rotation.to(canonical.device), refinement.cam.to(canonical.device)
                     clock.lap("refine_ms")
@@ -284,17 +297,16 @@ class Engine:
             rotation = torch.eye(3, device=canonical.device).expand(q, 3, 3)
             cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
         oriented = canonical @ rotation.transpose(-1, -2)
-        translation = torch.zeros(q, 3, device=canonical.device)
-        focal = image_size = focal_source = None
+        translation, focal = _placement(cam, crop)
+        image_size = focal_source = None
         if crop is not None:
-            from megaviewer.camera import crop_to_full
-
-            center = torch.tensor([crop.center], dtype=torch.float32, device=cam.device).expand(q, 2)
-            side = torch.full((q,), float(crop.side), device=cam.device)
-            translation, focal_t = crop_to_full(cam, center, side, crop.image_size, crop.focal)
-            focal = float(focal_t[0])
             image_size = (int(crop.image_size[0]), int(crop.image_size[1]))
             focal_source = crop.focal_source or ("given" if crop.focal is not None else "default-fov")
+        before_fit = None
+        if refinement is not None:
+            before_canonical, before_rotation, before_cam = before
+            before_fit = Placement(before_canonical.cpu(), before_rotation.cpu(),
+                                   _placement(before_cam, crop)[0].cpu())
         camera_vertices = oriented + translation[:, None, :]
         joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, camera_vertices)
         clock.lap("place_ms")
@@ -304,8 +316,30 @@ class Engine:
             focal=focal, joints=joints.cpu(), faces=self.faces, trace=out.trace, timings_ms=clock.laps,
             network_rotation=network_rotation.cpu() if network_rotation is not None else None,
             network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
-            image_size=image_size, focal_source=focal_source, refinement=refinement,
+            image_size=image_size, focal_source=focal_source, refinement=refinement, before_fit=before_fit,
         )
+
+
+def _coco_or_none(landmarks: torch.Tensor | None) -> torch.Tensor | None:
+    if landmarks is None:
+        return None
+    from megaviewer.vision.landmarks import coco_landmarks
+
+    return coco_landmarks(landmarks)
+
+
+def _placement(cam: torch.Tensor, crop: CropBox | None) -> tuple[torch.Tensor, float | None]:
+    """Camera-frame translations (Q, 3) of the centroids of bodies with weak-perspective cameras ``cam`` (Q, 3) in
+    ``crop``, and the full-image focal (px); zeros and None without a crop box."""
+    q = cam.shape[0]
+    if crop is None:
+        return torch.zeros(q, 3, device=cam.device), None
+    from megaviewer.camera import crop_to_full
+
+    center = torch.tensor([crop.center], dtype=torch.float32, device=cam.device).expand(q, 2)
+    side = torch.full((q,), float(crop.side), device=cam.device)
+    translation, focal = crop_to_full(cam, center, side, crop.image_size, crop.focal)
+    return translation, float(focal[0])
 
 
 def _keypoints_per_row(keypoints: torch.Tensor, rows: int, per_item: int) -> torch.Tensor:

@@ -62,6 +62,11 @@ class RefineConfig:
     # on the coarse head of the token mesh, and pulling the body onto them crumples the face instead of turning
     # the head (seen on the README photos), so the body is fitted to the 12 limb and torso keypoints.
     face_weight: float = 0.0
+    # Weight of the detector's 3D landmarks, when given: 1 − cos of the angle between each limb of the body (as
+    # the camera sees it, with the given rotation) and the same limb between the landmarks, weighted by their
+    # visibility. Directions, not positions: the landmarks' size and hip point are not the body's. They say
+    # where a limb points in depth, which the 2D keypoints leave open.
+    landmark_weight: float = 0.0
 
 
 @dataclass
@@ -94,7 +99,8 @@ class Refinement:
 
 
 def refine_hypotheses(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: torch.Tensor, rotation: torch.Tensor,
-                      cam: torch.Tensor, keypoints: torch.Tensor, config: RefineConfig | None = None) -> Refinement:
+                      cam: torch.Tensor, keypoints: torch.Tensor, config: RefineConfig | None = None,
+                      landmarks: torch.Tensor | None = None) -> Refinement:
     """Fit the bodies of Q hypotheses to their 2D keypoints (module docstring).
 
     Args:
@@ -106,6 +112,8 @@ def refine_hypotheses(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: tor
         keypoints: (17, 3) shared by all hypotheses or (Q, 17, 3): x, y in normalised crop coordinates and a
             confidence; confidence <= 0 or a non-finite value marks a missing keypoint.
         config: settings (default :class:`RefineConfig`).
+        landmarks: the detector's 3D landmarks at the COCO-17 points (17, 4): x, y, z (camera axes, metres
+            around the hips) and visibility; used with ``config.landmark_weight`` > 0.
     """
     cfg = config or RefineConfig()
     start = time.perf_counter()
@@ -121,7 +129,8 @@ def refine_hypotheses(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: tor
     # tensors, in float32: a few dozen gradient steps are not worth fp16 round-off.
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
         plain = lambda t: t.detach().to(device, torch.float32).clone()  # noqa: E731
-        fit = _Fit(tokenizer, plain(regressor), plain(keypoints), plain(rotation), cfg)
+        fit = _Fit(tokenizer, plain(regressor), plain(keypoints), plain(rotation), cfg,
+                   plain(landmarks) if landmarks is not None and cfg.landmark_weight > 0 else None)
         z0 = tokenizer.quantizer.codebook.detach().float()[tokens.to(device)]
         out = fit.run(z0)
         rot, cam_out = plain(rotation), plain(cam)
@@ -150,7 +159,7 @@ class _Fit:
     """The batched objective of one call and its minimisation (module docstring)."""
 
     def __init__(self, tokenizer: MeshVQVAE, regressor: torch.Tensor, keypoints: torch.Tensor,
-                 rotation: torch.Tensor, cfg: RefineConfig):
+                 rotation: torch.Tensor, cfg: RefineConfig, landmarks: torch.Tensor | None = None):
         self.tokenizer, self.regressor, self.cfg = tokenizer, regressor, cfg
         finite = torch.isfinite(keypoints).all(dim=-1)
         self.conf = torch.where(finite, torch.nan_to_num(keypoints[..., 2]).clamp(0.0, 1.0), 0.0)
@@ -161,6 +170,14 @@ class _Fit:
         self.conf_total = self.conf.sum(dim=-1).clamp_min(1e-6)
         self.rot_xy = rotation[:, :2]  # only the image-plane rows of R matter to the projection
         self.bones = torch.tensor(_BONES, device=keypoints.device)
+        self.rotation = rotation
+        self.limb_target = self.limb_weight = None
+        if landmarks is not None:  # unit limb directions between the landmarks, and how much each is trusted
+            landmarks = landmarks.reshape(-1, *landmarks.shape[-2:])
+            a, b = landmarks[:, self.bones[:, 0]], landmarks[:, self.bones[:, 1]]
+            self.limb_target = torch.nn.functional.normalize(b[..., :3] - a[..., :3], dim=-1).expand(
+                keypoints.shape[0], -1, -1)
+            self.limb_weight = (a[..., 3] * b[..., 3]).clamp(0.0, 1.0).expand(keypoints.shape[0], -1)
 
     def body(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         verts = self.tokenizer.decode_latents_frozen(z)
@@ -184,7 +201,14 @@ class _Fit:
         data = (self.conf * s2 * sq / (s2 + sq)).sum(-1) / self.conf_total
         anchor = (z - z0).pow(2).sum(-1).mean(-1)
         bones = (self.bone_lengths(joints) - bones0).pow(2).mean(-1)
-        return data + cfg.latent_prior * anchor + cfg.bone_prior * bones
+        total = data + cfg.latent_prior * anchor + cfg.bone_prior * bones
+        if self.limb_target is not None:
+            seen = joints @ self.rotation.transpose(-1, -2)
+            limbs = torch.nn.functional.normalize(seen[:, self.bones[:, 1]] - seen[:, self.bones[:, 0]], dim=-1)
+            disagree = 1.0 - (limbs * self.limb_target).sum(-1)
+            total = total + cfg.landmark_weight * (self.limb_weight * disagree).sum(-1) / \
+                self.limb_weight.sum(-1).clamp_min(1e-6)
+        return total
 
     def bone_lengths(self, joints: torch.Tensor) -> torch.Tensor:
         return (joints[:, self.bones[:, 0]] - joints[:, self.bones[:, 1]]).norm(dim=-1)

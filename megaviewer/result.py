@@ -27,6 +27,20 @@ from megaviewer.refine import Refinement
 
 
 @dataclass
+class Placement:
+    """Bodies and where they stand: canonical vertices (Q, V, 3), camera-frame rotations (Q, 3, 3) and the
+    translations of their centroids (Q, 3)."""
+
+    canonical_vertices: torch.Tensor
+    rotation: torch.Tensor
+    translation: torch.Tensor
+
+    def camera_vertices(self, index: int) -> torch.Tensor:
+        """Camera-frame vertices (V, 3) of body ``index``."""
+        return self.canonical_vertices[index] @ self.rotation[index].T + self.translation[index]
+
+
+@dataclass
 class RecoveryResult:
     mode: str  # "deterministic" | "stochastic" | "unconditional"
     tokens: torch.Tensor  # (Q, N) long
@@ -47,6 +61,9 @@ class RecoveryResult:
     image_size: tuple[int, int] | None = None  # (W, H) of the image ``focal`` refers to
     focal_source: str | None = None  # megaviewer.intrinsics.SOURCES: "exif-35mm", "default-fov", ...
     landmarks_3d: torch.Tensor | None = None  # (33, 4) the detector's 3D landmarks (metres, hip-centred), if given
+    # The network's bodies placed by the camera fit, before the refinement fitted them to the keypoints (None: not
+    # refined); the app shows them beside the refined ones.
+    before_fit: Placement | None = None
 
     @property
     def num_samples(self) -> int:

@@ -425,6 +425,56 @@ def refine_section(r: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def landmark_noise_section(noise: dict | None, trained: dict | None) -> str:
+    """The detector's 3D landmarks: their measured error model and what reading them buys on the benchmark."""
+    if not noise:
+        return ""
+    m = noise["measured_on"]
+    deg = [math.degrees(v) for v in noise["rotation_mean"]]
+    sd = [math.degrees(v) for v in noise["rotation_sd"]]
+    out = [f"### The detector's 3D landmarks (`{m['command']}`, `{trained['command'] if trained else ''}`)\n",
+           f"MediaPipe BlazePose run on {m['rendered']} rendered people of the training prior; {m['with_landmarks']} "
+           f"detected. Its 3D landmarks against the true joints: PA-MPJPE {m['landmarks_pa_mpjpe_limbs12_mm']:.1f} mm "
+           f"on the 12 limb joints; labels swapped left/right {100 * noise['swap_prob']:.1f} %, facing the wrong way "
+           f"{100 * noise['reverse_prob']:.1f} %; size × {math.exp(noise['log_scale_mean']):.2f}; skeleton rotation "
+           f"mean ({deg[0]:.1f}, {deg[1]:.1f}, {deg[2]:.1f})° and SD ({sd[0]:.1f}, {sd[1]:.1f}, {sd[2]:.1f})° about "
+           f"the camera's x, y, z axes. Training simulates landmarks with this model "
+           "(`resources/body/landmark_noise.json`).\n"]
+    if trained:
+        out += [f"Warm starts from the shipped model, {trained['steps']:,} steps each; deterministic PA-MPJPE on the "
+                f"{trained['people']} benchmark people, mm:\n",
+                "| model | reads | with landmarks | without landmarks |", "|---|---|---|---|"]
+        for name, row in trained["models"].items():
+            lm = row.get("with_landmarks")
+            with_lm = "" if lm is None else f"{lm['pa_mpjpe']:.1f}"
+            out.append(f"| {name} (`{row['folder']}`) | {' + '.join(row['kinds'])} | {with_lm} | "
+                       f"{row['without_landmarks']['pa_mpjpe']:.1f} |")
+    return "\n".join(out) + "\n"
+
+
+def detector_loop_section(d: dict | None) -> str:
+    """The detector-in-the-loop benchmark (benchmarks/detector_loop.py)."""
+    if not d:
+        return ""
+    out = [f"### Detector in the loop (`{d['command'].strip()}`)\n",
+           "Rendered people (clothes, light, photo backgrounds) through the real detector and the product's own "
+           "path, deterministic mode, the typical 55° camera; every row on the same detected people. PA-MPJPE, mm "
+           "(17 joints / 12 limb joints).\n"]
+    names = list(d["splits"])
+    out += ["| setting | " + " | ".join(f"{n} ({d['splits'][n]['scored']} of {d['splits'][n]['rendered']})"
+                                        for n in names) + " |",
+            "|---|" + "---|" * len(names)]
+    labels = list(d["splits"][names[0]]["rows"])
+    for label in labels:
+        cells = []
+        for n in names:
+            row = d["splits"][n]["rows"].get(label)
+            cells.append("" if row is None else f"{row['pa_mpjpe']:.1f} / {row['pa_mpjpe_limbs12']:.1f}")
+        shown = "MediaPipe's own 3D landmarks" if label == "mediapipe_landmarks" else label
+        out.append(f"| {shown} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def throughput_section(t: dict | None) -> str:
     """Time to accuracy of conditioned-training recipes, measured side by side (benchmarks/training_speed.py)."""
     if not t or not t.get("variants"):
@@ -463,6 +513,8 @@ def generated_block() -> str:
         ablation_section(_load(res / "ablation" / "ablation.json")),
         throughput_section(_load(res / "bench" / "train_throughput.json")),
         refine_section(_load(res / "bench" / "refine.json")),
+        landmark_noise_section(_load(res / "body" / "landmark_noise.json"), _load(res / "bench" / "landmarks.json")),
+        detector_loop_section(_load(res / "bench" / "detector_loop.json")),
         body_section(_load(res / "body" / "anny.json"),
                      [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
                       if (res / "figures" / f"{name}.json").exists()]),

@@ -137,3 +137,31 @@ def test_refine_checkbox_reaches_photo_recovery_and_live_skips_it(make_window, m
     window.controls.fit_camera.setChecked(False)
     assert not box.isEnabled()  # the body fit starts from the camera fit
     window.close()
+
+
+def test_before_fit_view_shows_the_network_body_in_3d_and_on_the_photo(make_window, qtbot):
+    """View > Show body before the fit: a ghost of the unrefined body in the viewport, that body on the photo."""
+    from tests._engines import trained_engine
+
+    window = make_window(trained_engine())  # a random-weight body lands kilometres away and the fit leaves it
+    action = window.actions_by_name["before_fit"]
+    assert not action.isEnabled()  # nothing recovered yet
+    window.session.show_image(photo())
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=WAIT_MS)
+    result = window.state.result
+    assert result.refinement is not None and result.before_fit is not None and action.isEnabled()
+    assert not np.allclose(result.before_fit.camera_vertices(0).numpy(), result.camera_vertices[0].numpy())
+    after_view = window.viewport.screenshot().astype(int)
+    after_photo = _image_view_pixels(window, qtbot)
+
+    action.trigger()
+    assert window.state.before_fit and "before the fit" in window.presenter.caption()
+    qtbot.wait(200)
+    before_view = window.viewport.screenshot().astype(int)
+    assert (np.abs(before_view - after_view).max(axis=-1) > 8).mean() > 0.002  # the ghost is drawn
+    before_photo = _image_view_pixels(window, qtbot)
+    assert (np.abs(before_photo.astype(int) - after_photo.astype(int)).max(axis=-1) > 30).mean() > 0.001
+
+    action.trigger()  # off again: the fitted body is back on the photo
+    back = _image_view_pixels(window, qtbot)
+    assert (np.abs(back.astype(int) - after_photo.astype(int)).max(axis=-1) > 30).mean() < 0.0005

@@ -141,3 +141,26 @@ def test_rejects_mismatched_shapes(tokenizer, regressor):
     with pytest.raises(ValueError, match="expected keypoints"):
         refine_hypotheses(tokenizer, regressor, tokens, torch.eye(3).expand(2, 3, 3), torch.ones(3, 3),
                           torch.zeros(17, 3))
+
+
+def test_landmarks_pull_the_limbs_toward_their_directions_in_depth(tokenizer, regressor, body_assets):
+    """With the true body's 3D landmarks the fit ends closer to it than with the 2D keypoints alone (which
+    cannot tell a limb's depth), and a landmark weight of 0 ignores them."""
+    tokens, rotation, cam, keypoints, true_verts = _scene(tokenizer, regressor, body_assets, q=4, seed=2)
+    true_cam_joints = (regressor @ true_verts)[0] @ rotation[0].T
+    landmarks = torch.cat([true_cam_joints - true_cam_joints[11:13].mean(0), torch.ones(17, 1)], dim=-1)
+    plain = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints)
+    ignored = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints, landmarks=landmarks)
+    assert torch.equal(ignored.canonical_vertices, plain.canonical_vertices)
+    guided = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints,
+                               RefineConfig(landmark_weight=1.0), landmarks=landmarks)
+    assert guided.refined.all()
+    before = _pa_mpjpe(plain.canonical_vertices, true_verts, regressor).mean()
+    after = _pa_mpjpe(guided.canonical_vertices, true_verts, regressor).mean()
+    assert after < before - 2.0
+    # Invisible landmarks say nothing: visibility 0 everywhere is the plain fit.
+    unseen = landmarks.clone()
+    unseen[:, 3] = 0.0
+    blind = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints,
+                              RefineConfig(landmark_weight=1.0), landmarks=unseen)
+    assert torch.allclose(blind.canonical_vertices, plain.canonical_vertices, atol=1e-5)

@@ -38,6 +38,20 @@ class EvalSet:
     vertices: torch.Tensor  # (B, V, 3) GT oriented (camera-frame rotation), centroid-centred
     keypoints: torch.Tensor  # (B, 17, 3) crop-normalised observations
     rot_cam: torch.Tensor  # (B, 3, 3)
+    landmarks: torch.Tensor | None = None  # (B, 17, 4) simulated 3D landmarks, when the observations have them
+
+    def conditioning(self, kinds: tuple[str, ...], rows: slice = slice(None)) -> dict[str, torch.Tensor]:
+        """The inputs a model conditioned on ``kinds`` reads, for ``rows``; a landmark model evaluated on a
+        set without landmarks gets zeros (no landmarks), as at inference without them."""
+        kp = self.keypoints[rows]
+        out = {"keypoints": kp}
+        if "landmarks" in kinds:
+            out["landmarks"] = (self.landmarks[rows] if self.landmarks is not None
+                                else torch.zeros(kp.shape[0], kp.shape[1], 4))
+        return {k: out[k] for k in kinds}
+
+    def without_landmarks(self) -> EvalSet:
+        return EvalSet(self.vertices, self.keypoints, self.rot_cam)
 
 
 @torch.inference_mode()
@@ -50,7 +64,8 @@ def build_eval_set(tokenizer: MeshVQVAE, count: int, seed: int = EVAL_SEED,
     pool = MeshPool(tokenizer.encode(canonical), joints, held.params.global_orient.float())
     batch = synthesize(pool, obs or ObservationConfig(), torch.Generator().manual_seed(seed + 1))
     oriented = canonical @ batch.rot_cam.transpose(-1, -2)
-    return EvalSet(oriented, batch.keypoints, batch.rot_cam)
+    obs = obs or ObservationConfig()
+    return EvalSet(oriented, batch.keypoints, batch.rot_cam, batch.landmarks if obs.landmarks is not None else None)
 
 
 def _scores(pred: torch.Tensor, gt: torch.Tensor, regressor: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -68,6 +83,10 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
 
 
+def _kinds(model: Mega) -> tuple[str, ...]:
+    return tuple(model.config.conditioning.kinds)
+
+
 def _deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond) -> torch.Tensor:
     """The deterministic mode's oriented, centroid-centred meshes (B, V, 3) for encoded conditioning."""
     out = generate.deterministic(model, cond)
@@ -82,7 +101,7 @@ def deterministic_scores(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Ten
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, data.vertices.shape[0], batch):
-        cond = model.encode_conditioning({"keypoints": data.keypoints[i:i + batch]})
+        cond = model.encode_conditioning(data.conditioning(_kinds(model), slice(i, i + batch)))
         mesh = _deterministic_mesh(model, tokenizer, cond)
         for k, v in _scores(mesh, data.vertices[i:i + batch], regressor.float()).items():
             parts.setdefault(k, []).append(v)
@@ -109,7 +128,7 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
         gt = data.vertices[i:i + batch]
         b = kp.shape[0]
         t0 = time.perf_counter()
-        cond = model.encode_conditioning({"keypoints": kp})
+        cond = model.encode_conditioning(data.conditioning(_kinds(model), slice(i, i + batch)))
         det_mesh = _deterministic_mesh(model, tokenizer, cond)
         timings["deterministic_s"] += time.perf_counter() - t0
         for k, v in _scores(det_mesh, gt, regressor).items():

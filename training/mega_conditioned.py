@@ -85,6 +85,11 @@ def load_pretrained(model: Mega, folder: str | Path) -> InitReport:
         raise CheckpointError(f"{folder} does not fit this model: {'; '.join(wrong)}")
     tensors = load_checkpoint_tensors(folder)
     own = model.state_dict()
+    for name in GROWN_INPUTS:  # a conditioner added to a trained model widens the head's input
+        if name in tensors and name in own and _grows_input(tensors[name], own[name]):
+            grown = torch.zeros_like(own[name])
+            grown[:, :tensors[name].shape[1]] = tensors[name]
+            tensors[name] = grown
     mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in tensors.items()
                   if k in own and v.shape != own[k].shape]
     if mismatched:
@@ -94,6 +99,17 @@ def load_pretrained(model: Mega, folder: str | Path) -> InitReport:
         raise CheckpointError(f"{folder} shares no tensor with the model")
     model.load_state_dict(shared, strict=False)
     return InitReport(sorted(shared), sorted(set(own) - set(shared)), sorted(set(tensors) - set(own)))
+
+
+GROWN_INPUTS = ("rotcam.fc1.weight",)
+"""Weights that read the pooled conditioning features. Conditioners append their pooled features in kind order,
+so a model with one more conditioner than the checkpoint (keypoints -> keypoints + landmarks) reads the old
+features first: the checkpoint's columns are copied and the new ones start at zero, so the rotation/camera head
+starts from the checkpoint's mapping and training teaches it to use the new input."""
+
+
+def _grows_input(saved: torch.Tensor, mine: torch.Tensor) -> bool:
+    return saved.ndim == 2 and mine.ndim == 2 and saved.shape[0] == mine.shape[0] and saved.shape[1] < mine.shape[1]
 
 
 def keypoint_regressor(body: str = "anny") -> torch.Tensor:
@@ -110,9 +126,12 @@ class ConditionedTask:
                  batch_size: int, masking: str = "cosine", observation: ObservationConfig | None = None,
                  weights: LossWeights | None = None, reprojection_rows: int | None = None):
         kinds = model.conditioning.kinds if model.conditioning is not None else ()
-        if kinds != ("keypoints",):
-            raise ValueError(f"ConditionedTask trains keypoint conditioning; the model has {list(kinds)} "
-                             "(image conditioning: training.image_path)")
+        if kinds not in (("keypoints",), ("keypoints", "landmarks")):
+            raise ValueError(f"ConditionedTask trains keypoint (and landmark) conditioning; the model has "
+                             f"{list(kinds)} (image conditioning: training.image_path)")
+        if "landmarks" in kinds and (observation is None or observation.landmarks is None):
+            raise ValueError("a landmark-conditioned model needs observations with a landmark noise model "
+                             "(ObservationConfig.landmarks)")
         if pool.tokens.shape[1] != model.config.seq_len or tokenizer.num_tokens != model.config.seq_len:
             raise ValueError("pool, tokenizer and model disagree on the number of tokens per mesh")
         if regressor.shape[1] != tokenizer.num_vertices:
@@ -151,7 +170,7 @@ class ConditionedTask:
                visible: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         device = model_device(model)
         tokens, visible = obs.tokens.to(device), visible.to(device)
-        out = model(tokens, visible, {"keypoints": obs.keypoints.to(device)})
+        out = model(tokens, visible, observation_conditioning(obs, self.model.conditioning.kinds, device))
         tokenizer, regressor = self._frozen_on(device)
         total, logs = hmr_losses(out.logits, out.rot6d, out.cam, tokens, visible, obs.rot_cam.to(device),
                                  obs.joints2d.to(device), obs.joints2d_conf.to(device), tokenizer, regressor,
@@ -166,6 +185,12 @@ class ConditionedTask:
                       generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         obs, visible = self.sample(generator)
         return self.losses(model, obs, visible)
+
+
+def observation_conditioning(obs: ObservationBatch, kinds: tuple[str, ...],
+                             device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The model inputs of ``kinds`` from a batch of observations."""
+    return {kind: getattr(obs, kind).to(device) for kind in kinds}
 
 
 def run_settings(cfg: ConditionedConfig, pool: MeshPool) -> dict[str, Any]:

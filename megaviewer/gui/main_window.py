@@ -36,13 +36,13 @@ from megaviewer.gui.image_view import ImageView
 from megaviewer.gui.live_panel import LivePanel
 from megaviewer.gui.presenter import Presenter
 from megaviewer.gui.session import DetectorFactory, Session
-from megaviewer.gui.state import MEAN, REFERENCE, ViewerState
+from megaviewer.gui.state import MEAN, REFERENCE, VIEW_FLAGS, ViewerState
 from megaviewer.gui.timeline import StepTimeline
 from megaviewer.gui.viewport import MeshViewport
 from megaviewer.settings import RecoverySettings
 
 TOOLBAR = ("open", "recover", "toggle_mode", "random_humans", None, "play_steps", "heatmap", "overlay", "compare",
-           "reset_view", None, "export_mesh", "screenshot", None, "webcam", "live_stop")
+           "before_fit", "reset_view", None, "export_mesh", "screenshot", None, "webcam", "live_stop")
 
 
 class MainWindow(FileActionsMixin, QMainWindow):
@@ -133,9 +133,8 @@ class MainWindow(FileActionsMixin, QMainWindow):
             "step_final": lambda: st.set_step(None), "play_steps": self.timeline.set_playing,
             "sample_prev": lambda: self.step_sample(-1), "sample_next": lambda: self.step_sample(1),
             "show_mean": lambda: st.select_sample(MEAN), "show_reference": lambda: st.select_sample(REFERENCE),
-            "compare": lambda on: st.set_view_flag("compare", on),
-            "heatmap": lambda on: st.set_view_flag("heatmap", on),
-            "overlay": lambda on: st.set_view_flag("overlay", on), "reset_view": self.viewport.reset_view,
+            **{flag: (lambda on, flag=flag: st.set_view_flag(flag, on)) for flag in VIEW_FLAGS},
+            "reset_view": self.viewport.reset_view,
             "webcam": self.start_webcam, "live_pause": s.pause_live, "live_stop": s.stop_live,
             "shortcuts": lambda: ShortcutsDialog(self).exec(), "about": self.about,
         }
@@ -248,7 +247,8 @@ class MainWindow(FileActionsMixin, QMainWindow):
                                    "Needs Q ≥ 2 hypotheses: run the stochastic mode first")
         acts["show_reference"].setEnabled(st.reference is not None)
         acts["compare"].setEnabled(st.reference is not None)
-        for name in ("heatmap", "overlay", "compare"):
+        acts["before_fit"].setEnabled(has_result and st.result.before_fit is not None)
+        for name in VIEW_FLAGS:
             acts[name].setChecked(getattr(st, name))
         acts["live_pause"].setEnabled(self.session.live is not None)
         acts["live_stop"].setEnabled(self.session.live is not None)
@@ -313,7 +313,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         self.controls.set_settings(settings)
         self.session.set_settings(settings)
         self.actions_by_name["toggle_mode"].setChecked(settings.mode == "stochastic")
-        for flag, default in (("heatmap", False), ("overlay", True), ("compare", False)):
+        for flag, default in VIEW_FLAGS.items():
             self.state.set_view_flag(flag, str(qs.value(f"view/{flag}", default)).lower() == "true")
         self.live_panel.camera_index.setValue(int(qs.value("live/camera", 0) or 0))
         self.live_panel.video_path.setText(str(qs.value("live/video", "") or ""))
@@ -324,7 +324,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         qs.setValue("window/geometry", self.saveGeometry())
         qs.setValue("window/state", self.saveState())
         qs.setValue("generation/settings", json.dumps(self.controls.settings().to_dict()))
-        for flag in ("heatmap", "overlay", "compare"):
+        for flag in VIEW_FLAGS:
             qs.setValue(f"view/{flag}", bool(getattr(self.state, flag)))
         qs.setValue("live/camera", self.live_panel.camera_index.value())
         qs.setValue("live/video", self.live_panel.video_path.text())

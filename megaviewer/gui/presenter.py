@@ -77,7 +77,7 @@ class Presenter:
             self._fill_people_list()
         if "result" in changed:
             self._new_result()
-        if changed & {"result", "sample", "step", "heatmap", "compare", "overlay"}:
+        if changed & {"result", "sample", "step", "heatmap", "compare", "overlay", "before_fit"}:
             # A new still result is framed afresh; a live stream keeps the user's camera.
             self.refresh(reset_camera="result" in changed and not self.live)
 
@@ -181,8 +181,19 @@ class Presenter:
         self.timeline.legend.setVisible(step is not None)  # the colour key only matters while scrubbing
         self._refresh_overlay(meshes, sample, step)
 
+    def _before_fit(self, frame: str = "display") -> np.ndarray | None:
+        """The shown hypothesis's body before the fit to the keypoints, when that view is on and it exists."""
+        state = self.state
+        if not state.before_fit or self.meshes is None or state.step is not None:
+            return None
+        meshes, sample = self.shown()
+        return meshes.before_fit(sample, frame)
+
     def _ghost(self) -> np.ndarray | None:
         state = self.state
+        before = self._before_fit()
+        if before is not None:
+            return self.scene.upsample(before)
         if not state.compare or state.result is None:
             return None
         if state.sample == REFERENCE:
@@ -201,7 +212,8 @@ class Presenter:
         rgb, scalars = self.colours(display=smooth)
         if scalars is not None:
             rgb = coolwarm_rgb(scalars, self.sd_clim())
-        vertices = meshes.camera(sample, step)
+        before = self._before_fit("camera")
+        vertices = meshes.camera(sample, step) if before is None else before
         if smooth:
             vertices = self.scene.upsample(vertices)
         faces = self.scene.display_faces if smooth else self.scene.faces
@@ -227,7 +239,9 @@ class Presenter:
             text += f" · step {state.step + 1}/{state.num_steps}"
         elif state.heatmap and state.has_spread:
             text += f" · per-vertex SD over {q} samples"
-        if state.compare and self._ghost() is not None:
+        if self._before_fit() is not None:
+            text += " · ghost and photo: the body before the fit to the keypoints"
+        elif state.compare and self._ghost() is not None:
             text += " · ghost: " + ("mean" if state.sample == REFERENCE else "deterministic")
         return text
 

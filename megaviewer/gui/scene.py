@@ -146,6 +146,17 @@ class ResultMeshes:
         oriented = self.canonical(sample, step) @ self.result.rotation[q].float().T
         return (oriented + self.result.translation[q].float()).numpy()
 
+    def before_fit(self, sample: int, frame: str = "display") -> np.ndarray | None:
+        """Hypothesis ``sample``'s body before the fit to the keypoints, in the viewport ("display") or camera
+        frame; None when the result was not refined or for the mean."""
+        placed = self.result.before_fit
+        if placed is None or sample < 0:
+            return None
+        if frame == "camera":
+            return placed.camera_vertices(sample).float().numpy()
+        oriented = placed.canonical_vertices[sample].float() @ placed.rotation[sample].float().T
+        return (oriented.numpy() @ TO_DISPLAY.T).astype(np.float32)
+
     def display(self, sample: int, step: int | None = None) -> np.ndarray:
         """Working-mesh vertices (V, 3) in the viewport frame (centred, y up, facing the viewer)."""
         oriented = self.canonical(sample, step) @ self.rotation(sample).T

@@ -24,6 +24,10 @@ REFERENCE = -2
 Listener = Callable[[set[str]], None]
 
 
+VIEW_FLAGS: dict[str, bool] = {"heatmap": False, "overlay": True, "compare": False, "before_fit": False}
+"""The view's on/off switches and their defaults (each is an action of the View menu, kept in the settings)."""
+
+
 class ViewerState:
     """The current image, people, result and the indices into it; notifies listeners with the changed names."""
 
@@ -40,6 +44,7 @@ class ViewerState:
         self.heatmap: bool = False
         self.overlay: bool = True
         self.compare: bool = False
+        self.before_fit: bool = False  # show the bodies before the fit to the keypoints beside the fitted ones
         self._listeners: list[Listener] = []
 
     # ------------------------------------------------------------------------------------ observers
@@ -110,7 +115,7 @@ class ViewerState:
             self._emit("step")
 
     def set_view_flag(self, name: str, on: bool) -> None:
-        if name not in ("heatmap", "overlay", "compare"):
+        if name not in VIEW_FLAGS:
             raise ValueError(f"unknown view flag {name!r}")
         if getattr(self, name) != on:
             setattr(self, name, on)

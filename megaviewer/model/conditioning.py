@@ -1,9 +1,10 @@
 """Conditioners: turn an image crop and/or 2D keypoints into decoder tokens plus a pooled feature.
 
 Each conditioner maps its input to ``(tokens (B, L, D), pooled (B, C))``. The decoder receives the
-concatenation of all token sequences (canonical order: image, then keypoints) in front of
+concatenation of all token sequences (canonical order: image, keypoints, landmarks) in front of
 ``[cls, mesh slots]``; the rotation/camera head reads the concatenation of the pooled features. Inputs
-are passed as a dict keyed by conditioner kind (``{"image": ..., "keypoints": ...}``).
+are passed as a dict keyed by conditioner kind (``{"image": ..., "keypoints": ..., "landmarks": ...}``);
+landmarks are the detector's 3D world landmarks at the 17 COCO points (:mod:`megaviewer.vision.landmarks`).
 
 ``CondEncoding`` holds the result so generation computes backbone features once and reuses them for all
 steps and all samples (the original recomputed the backbone for every sample and step:
@@ -137,26 +138,29 @@ class ImageConditioner(nn.Module):
 
 
 class KeypointConditioner(nn.Module):
-    """COCO-17 keypoints (B, K, 3) = (x, y, confidence), x/y in normalised crop coords [-1, 1].
+    """COCO-17 keypoints (B, K, 3) = (x, y, confidence), x/y in normalised crop coords [-1, 1]; with
+    ``channels=4`` the detector's 3D landmarks (B, K, 4) = (x, y, z metres around the hips, visibility).
 
     One token per keypoint: MLP([x, y, c]) + learned keypoint-type embedding. Confidence-aware: a
     keypoint with confidence 0 is "missing" -- its coordinates are zeroed (so a detector's garbage
     coordinates cannot leak in) and a learned "missing" embedding is added. Confidences are clamped to
     [0, 1] (NaN counts as missing). The pooled feature is a small MLP on all (masked) keypoints
     flattened, which keeps joint identity -- needed to infer the global rotation -- unlike a mean over
-    per-keypoint features.
+    per-keypoint features. The last channel is always the confidence; a person without landmarks passes
+    zeros, so every token is "missing" and the model falls back on the other conditioners.
     """
 
     input_key = "keypoints"
 
     def __init__(self, num_keypoints: int, dim: int, hidden: int = 256, global_token: bool = False,
-                 lift_head: bool = False):
+                 lift_head: bool = False, channels: int = 3):
         super().__init__()
         self.num_keypoints = num_keypoints
-        self.point_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.channels = channels
+        self.point_mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.type_emb = nn.Parameter(torch.zeros(num_keypoints, dim))
         self.missing_emb = nn.Parameter(torch.zeros(dim))
-        self.pool_mlp = nn.Sequential(nn.Linear(3 * num_keypoints, hidden), nn.GELU(),
+        self.pool_mlp = nn.Sequential(nn.Linear(channels * num_keypoints, hidden), nn.GELU(),
                                       nn.Linear(hidden, hidden))
         self.pooled_dim = hidden
         # Optional extra token from the pooled feature: an MLP over all keypoints at once, which learns the
@@ -170,12 +174,14 @@ class KeypointConditioner(nn.Module):
         trunc_normal_(self.missing_emb)
 
     def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if keypoints.ndim != 3 or keypoints.shape[1:] != (self.num_keypoints, 3):
-            raise ValueError(f"keypoints must be (B, {self.num_keypoints}, 3), got {tuple(keypoints.shape)}")
-        conf = torch.nan_to_num(keypoints[..., 2:3], nan=0.0).clamp(0.0, 1.0)
+        shape = (self.num_keypoints, self.channels)
+        if keypoints.ndim != 3 or keypoints.shape[1:] != shape:
+            raise ValueError(f"points must be (B, {shape[0]}, {shape[1]}), got {tuple(keypoints.shape)}")
+        conf = torch.nan_to_num(keypoints[..., -1:], nan=0.0).clamp(0.0, 1.0)
         present = conf > 0
-        xy = torch.where(present, keypoints[..., :2], torch.zeros_like(keypoints[..., :2]))  # NaN-safe
-        clean = torch.cat([xy, conf], dim=-1)
+        coords = keypoints[..., :-1]
+        coords = torch.where(present, coords, torch.zeros_like(coords))  # NaN-safe
+        clean = torch.cat([coords, conf], dim=-1)
         tokens = self.point_mlp(clean) + self.type_emb + (~present) * self.missing_emb
         pooled = self.pool_mlp(clean.flatten(1))
         if self.global_proj is not None:
@@ -188,6 +194,7 @@ _CONDITIONERS: dict[str, ConditionerFactory] = {
     "image": lambda cfg, dim: ImageConditioner(cfg.image_backbone, dim, cfg.image_size, cfg.backbone_weights),
     "keypoints": lambda cfg, dim: KeypointConditioner(cfg.num_keypoints, dim, cfg.keypoint_hidden,
                                                       cfg.keypoint_global_token, cfg.keypoint_lift_head),
+    "landmarks": lambda cfg, dim: KeypointConditioner(cfg.num_landmarks, dim, cfg.keypoint_hidden, channels=4),
 }
 
 

@@ -14,14 +14,14 @@ from typing import Any
 
 KIND = "mega"
 #: Canonical order of the conditioners; their token sequences are concatenated in this order.
-CONDITIONER_ORDER: tuple[str, ...] = ("image", "keypoints")
+CONDITIONER_ORDER: tuple[str, ...] = ("image", "keypoints", "landmarks")
 
 
 @dataclass
 class ConditioningConfig:
     """Which conditioners feed the decoder (none = unconditional pretraining model).
 
-    ``kinds`` is normalised to the canonical order ``("image", "keypoints")`` so that the decoder token
+    ``kinds`` is normalised to the canonical order ``("image", "keypoints", "landmarks")`` so that the decoder token
     order does not depend on how a user spelled the list.
     """
 
@@ -38,6 +38,8 @@ class ConditioningConfig:
     # A linear read-out of the 3D joints from the pooled keypoint feature, for an auxiliary lifting loss in
     # training (dense 3D supervision of that feature); unused at inference.
     keypoint_lift_head: bool = False
+    # The detector's 3D world landmarks at the COCO-17 points (x, y, z metres around the hips, visibility).
+    num_landmarks: int = 17
 
     def __post_init__(self) -> None:
         kinds = tuple(self.kinds)

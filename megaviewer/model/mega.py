@@ -226,7 +226,12 @@ class Mega(nn.Module):
         head = getattr(kp, "lift_head", None)
         if head is None or pooled is None:
             return None
-        return head(pooled[:, -kp.pooled_dim:]).view(pooled.shape[0], -1, 3)
+        start = 0
+        for kind, conditioner in self.conditioning.conditioners.items():  # pooled features in kind order
+            if kind == "keypoints":
+                break
+            start += int(conditioner.pooled_dim)
+        return head(pooled[:, start:start + kp.pooled_dim]).view(pooled.shape[0], -1, 3)
 
     # ------------------------------------------------------------------ bookkeeping
     def parameter_counts(self) -> dict[str, int]:

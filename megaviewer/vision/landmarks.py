@@ -45,3 +45,14 @@ def parse_landmarks_3d(value: object, name: str = "landmarks_3d") -> np.ndarray:
         arr = np.concatenate([arr, np.ones((*arr.shape[:-1], 1))], axis=-1)
     arr[..., 3] = arr[..., 3].clip(0.0, 1.0)
     return arr.astype(np.float32)
+
+
+def coco_landmarks(landmarks_33):
+    """(..., 33, 4) landmarks -> the 17 at the COCO-17 points (..., 17, 4), the input of a landmark-conditioned
+    model, as a float32 tensor."""
+    import torch
+
+    from megaviewer.vision.detector import MEDIAPIPE_TO_COCO17
+
+    lm = torch.as_tensor(landmarks_33, dtype=torch.float32)
+    return lm[..., list(MEDIAPIPE_TO_COCO17), :]

@@ -17,6 +17,7 @@ generator, so training batches are reproducible from the step seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,9 @@ from megaviewer.camera import (
     square_box_from_keypoints,
 )
 from training.data.pool import MeshPool
+
+if TYPE_CHECKING:
+    from training.data.landmark_noise import LandmarkNoise
 
 HEAD = (0, 1, 2, 3, 4)
 LEFT_ARM = (7, 9)
@@ -73,6 +77,11 @@ class ObservationConfig:
         default_factory=lambda: (HEAD, LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG, LOWER_BODY))
     single_drop_prob: float = 0.2
     single_drop_max: int = 3  # 1..max random keypoints dropped
+    # The detector's 3D landmarks, simulated with a measured error model (training.data.landmark_noise);
+    # None: no landmarks (the batch's landmarks are zeros). A person has them with ``landmark_prob``, so a
+    # model trained with them keeps working without them.
+    landmarks: LandmarkNoise | None = None
+    landmark_prob: float = 0.8
 
 
 @dataclass
@@ -91,6 +100,7 @@ class ObservationBatch:
     focal: torch.Tensor  # (B,) px, principal point at the image centre
     translation: torch.Tensor  # (B, 3) camera-frame position of the mesh centroid, m
     joints3d: torch.Tensor  # (B, 17, 3) camera-frame joints around the mesh centroid, m (the lifting target)
+    landmarks: torch.Tensor  # (B, 17, 4) simulated 3D landmarks (x, y, z m around the hips, visibility); 0: none
 
     @property
     def batch_size(self) -> int:
@@ -136,10 +146,15 @@ def synthesize(pool_batch: MeshPool, cfg: ObservationConfig, generator: torch.Ge
     joints2d = full_to_crop(true_px, center, side)
     joints2d_conf = (joints2d.abs() <= 1.0).all(dim=-1).float()
     cam_weak = fit_weak_perspective(joints_cam, joints2d)
+    landmarks = torch.zeros(batch, joints_cam.shape[1], 4, dtype=joints_cam.dtype)
+    if cfg.landmarks is not None:  # drawn last, so streams without landmarks are unchanged
+        simulated = cfg.landmarks.simulate(joints_cam, rot_cam, g)
+        present = torch.rand(batch, generator=g) < cfg.landmark_prob
+        landmarks = torch.where(present[:, None, None], simulated, landmarks)
     return ObservationBatch(keypoints=keypoints, rot_cam=rot_cam, cam_weak=cam_weak, joints2d=joints2d,
                             joints2d_conf=joints2d_conf, tokens=pool_batch.tokens, box_center=center,
                             box_side=side, image_size=wh, focal=focal, translation=translation,
-                            joints3d=joints_cam)
+                            joints3d=joints_cam, landmarks=landmarks)
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float, *shape: int) -> torch.Tensor:

@@ -1,0 +1,96 @@
+"""Teach the shipped model to read the detector's 3D landmarks, and measure what they buy.
+
+    python scripts/train_landmark_model.py [--steps 2000] [--runs runs/landmarks] [--threads 1]
+
+Two warm starts from the shipped model, same steps, data and settings, differing only in the landmarks:
+
+* ``landmarks``: keypoints + the detector's 3D landmarks, simulated from the true joints with the measured
+  error model ``resources/body/landmark_noise.json`` (``scripts/measure_landmark_noise.py``), present for 80 %
+  of the people so the model keeps working without them; the rotation/camera head is widened for the new
+  pooled feature with its old weights kept (:data:`training.mega_conditioned.GROWN_INPUTS`);
+* ``keypoints``: keypoints only, the control (what the extra training alone buys).
+
+Both and the shipped model are scored on the synthetic benchmark (512 people) with the landmarks of every
+person and without any; results go to ``resources/bench/landmarks.json``. The detector-in-the-loop benchmark
+(``scripts/bench_detector_loop.py``) then compares them on rendered photos with the real detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+VARIANTS = {"landmarks": ("keypoints", "landmarks"), "keypoints": ("keypoints",)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "landmarks")
+    parser.add_argument("--pool", type=Path, default=REPO / "runs" / "bench_training" / "pool.safetensors")
+    parser.add_argument("--only", default=",".join(VARIANTS))
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--people", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "landmarks.json")
+    args = parser.parse_args()
+
+    import torch
+
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.io.atomic import atomic_write_text
+    from megaviewer.model.mega import load_mega
+    from megaviewer.paths import resources_dir
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.landmark_noise import LandmarkNoise
+    from training.data.meshes import SyntheticMeshes
+    from training.data.observations import ObservationConfig
+    from training.evaluate import build_eval_set, deterministic_scores
+    from training.mega_conditioned import ConditionedConfig, train_conditioned
+    from training.mega_pretrain import prepare_pool
+    from training.recipes import get_recipe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stage = get_recipe("baseline").mega
+    noise = LandmarkNoise.from_json(resources_dir() / "body" / "landmark_noise.json")
+    tokenizer = MeshVQVAE.from_pretrained(None)
+    regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
+    pool = prepare_pool(args.pool, tokenizer, stage.pool_size, 0, meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
+    folders = {"shipped": resources_dir() / "default"}
+    for name in [n for n in args.only.split(",") if n]:
+        kinds = VARIANTS[name]
+        observation = ObservationConfig(landmarks=noise if "landmarks" in kinds else None)
+        cfg = ConditionedConfig(out_dir=str(args.runs / name), preset=stage.preset, kinds=kinds, steps=args.steps,
+                                batch_size=stage.batch_size, lr=args.lr, warmup_steps=100, masking=stage.masking,
+                                reprojection_rows=stage.reprojection_rows, init=str(folders["shipped"]),
+                                pool="unused", ckpt_every=500, threads=args.threads, observation=observation)
+        folders[name] = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
+
+    with_landmarks = build_eval_set(tokenizer, args.people,
+                                    obs=ObservationConfig(landmarks=noise, landmark_prob=1.0))
+    report = {"steps": args.steps, "lr": args.lr, "people": args.people,
+              "noise_model": "resources/body/landmark_noise.json",
+              "command": "python scripts/train_landmark_model.py", "models": {}}
+    for name, folder in folders.items():
+        model = load_mega(folder)
+        row = {"folder": str(Path(folder).relative_to(REPO)) if Path(folder).is_relative_to(REPO) else str(folder),
+               "kinds": list(model.config.conditioning.kinds)}
+        sets = (("with_landmarks", with_landmarks), ("without_landmarks", with_landmarks.without_landmarks()))
+        for label, data in sets:
+            if label == "with_landmarks" and "landmarks" not in row["kinds"]:
+                continue
+            scores = deterministic_scores(model, tokenizer, regressor, data)
+            row[label] = {k: float(v.mean()) for k, v in scores.items()}
+        report["models"][name] = row
+        print(name, json.dumps({k: v for k, v in row.items() if k.startswith("with")}), flush=True)
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
