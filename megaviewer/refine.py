@@ -65,8 +65,9 @@ class RefineConfig:
     # Weight of the detector's 3D landmarks, when given: 1 − cos of the angle between each limb of the body (as
     # the camera sees it, with the given rotation) and the same limb between the landmarks, weighted by their
     # visibility. Directions, not positions: the landmarks' size and hip point are not the body's. They say
-    # where a limb points in depth, which the 2D keypoints leave open.
-    landmark_weight: float = 0.0
+    # where a limb points in depth, which the 2D keypoints leave open. Chosen on the detector-in-the-loop tuning
+    # split (``python scripts/bench_detector_loop.py --tune ...``, resources/bench/detector_loop_tuning.json).
+    landmark_weight: float = 0.03
 
 
 @dataclass

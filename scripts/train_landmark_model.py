@@ -13,6 +13,11 @@ Two warm starts from the shipped model, same steps, data and settings, differing
 Both and the shipped model are scored on the synthetic benchmark (512 people) with the landmarks of every
 person and without any; results go to ``resources/bench/landmarks.json``. The detector-in-the-loop benchmark
 (``scripts/bench_detector_loop.py``) then compares them on rendered photos with the real detector.
+
+``--ship`` then installs the landmark model as the shipped default (``resources/default``, with the full
+evaluation as its ``metrics.json``); the keypoint model it warm-started from is kept in
+``resources/baselines/keypoint_model`` (it is the ``shipped`` row of the comparisons). Finished runs are not
+trained again: rerunning only evaluates.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--people", type=int, default=512)
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "landmarks.json")
+    parser.add_argument("--ship", action="store_true", help="install the landmark model as the shipped default")
     args = parser.parse_args()
 
     import torch
@@ -47,10 +53,9 @@ def main() -> None:
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import resources_dir
     from megaviewer.tokenizer.model import MeshVQVAE
-    from training.data.landmark_noise import LandmarkNoise
     from training.data.meshes import SyntheticMeshes
     from training.data.observations import ObservationConfig
-    from training.evaluate import build_eval_set, deterministic_scores
+    from training.evaluate import build_eval_set, deterministic_scores, landmark_observations
     from training.mega_conditioned import ConditionedConfig, train_conditioned
     from training.mega_pretrain import prepare_pool
     from training.recipes import get_recipe
@@ -58,22 +63,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     stage = get_recipe("baseline").mega
-    noise = LandmarkNoise.from_json(resources_dir() / "body" / "landmark_noise.json")
     tokenizer = MeshVQVAE.from_pretrained(None)
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     pool = prepare_pool(args.pool, tokenizer, stage.pool_size, 0, meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
-    folders = {"shipped": resources_dir() / "default"}
+    base = resources_dir() / "baselines" / "keypoint_model"
+    folders = {"shipped": base if base.exists() else resources_dir() / "default"}
     for name in [n for n in args.only.split(",") if n]:
         kinds = VARIANTS[name]
-        observation = ObservationConfig(landmarks=noise if "landmarks" in kinds else None)
+        observation = landmark_observations() if "landmarks" in kinds else ObservationConfig()
         cfg = ConditionedConfig(out_dir=str(args.runs / name), preset=stage.preset, kinds=kinds, steps=args.steps,
                                 batch_size=stage.batch_size, lr=args.lr, warmup_steps=100, masking=stage.masking,
                                 reprojection_rows=stage.reprojection_rows, init=str(folders["shipped"]),
                                 pool="unused", ckpt_every=500, threads=args.threads, observation=observation)
         folders[name] = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
 
-    with_landmarks = build_eval_set(tokenizer, args.people,
-                                    obs=ObservationConfig(landmarks=noise, landmark_prob=1.0))
+    with_landmarks = build_eval_set(tokenizer, args.people, obs=landmark_observations(landmark_prob=1.0))
     report = {"steps": args.steps, "lr": args.lr, "people": args.people,
               "noise_model": "resources/body/landmark_noise.json",
               "command": "python scripts/train_landmark_model.py", "models": {}}
@@ -90,6 +94,35 @@ def main() -> None:
         report["models"][name] = row
         print(name, json.dumps({k: v for k, v in row.items() if k.startswith("with")}), flush=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    if args.ship:
+        ship(folders["landmarks"], folders["shipped"], args, report)
+
+
+def ship(landmark_model: Path, keypoint_model: Path, args: argparse.Namespace, report: dict) -> None:
+    """The landmark model becomes the shipped default; the keypoint model stays as a baseline."""
+    import shutil
+
+    from megaviewer.paths import resources_dir
+    from training.evaluate import run_evaluation
+    from training.loop import training_record
+    from training.run_recipe import install_model
+
+    default = resources_dir() / "default"
+    base = resources_dir() / "baselines" / "keypoint_model"
+    if not base.exists():
+        install_model(default, base)
+        shutil.copy2(default / "metrics.json", base / "metrics.json")
+    result = run_evaluation(landmark_model, None, args.people, None, pretrained_dir=resources_dir() / "pretrained")
+    keypoint_metrics = json.loads((base / "metrics.json").read_text())
+    steps, seconds = training_record(landmark_model)
+    for key in ("recipe", "stage_minutes", "stages_skipped"):
+        if key in keypoint_metrics:
+            result[key] = keypoint_metrics[key]
+    result["landmark_finetune"] = {"init": "resources/baselines/keypoint_model", "steps": steps,
+                                   "train_minutes": seconds / 60, "lr": report["lr"],
+                                   "noise_model": report["noise_model"], "command": report["command"]}
+    result["model"] = "resources/default"
+    install_model(landmark_model, default, result)
 
 
 if __name__ == "__main__":

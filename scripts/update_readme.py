@@ -109,13 +109,19 @@ def tokenizer_sweep_section(sweep: dict | None, tok: dict | None) -> str:
 def mega_section(m: dict | None) -> str:
     if not m:
         return "_No MEGA metrics yet._\n"
+    landmarks = "deterministic_without_landmarks" in m
     lines = ["### MEGA, shipped default (`resources/default`)\n",
              f"Held-out synthetic 2D-keypoint observations ({m['count']} people: unseen meshes, random "
-             "perspective cameras, detector-like noise, outliers, occlusion and truncation), "
-             f"stochastic T={m['steps']}, A={m['temperature']}; mm:\n",
+             "perspective cameras, detector-like noise, outliers, occlusion and truncation"
+             + (", and the detector's 3D landmarks simulated with their measured errors" if landmarks else "")
+             + f"), stochastic T={m['steps']}, A={m['temperature']}; mm:\n",
              "| | PVE | MPJPE | PA-MPJPE | dist. to det. | SD |", "|---|---|---|---|---|---|"]
     d = m["deterministic"]
     lines.append(f"| deterministic | {d['pve']:.1f} | {d['mpjpe']:.1f} | {d['pa_mpjpe']:.1f} | | |")
+    if landmarks:
+        w = m["deterministic_without_landmarks"]
+        lines.append(f"| deterministic, no landmarks given | {w['pve']:.1f} | {w['mpjpe']:.1f} | {w['pa_mpjpe']:.1f} "
+                     "| | |")
     for q, v in m["min_of_q"].items():
         lines.append(f"| stochastic, min of {q} | {v['pve']:.1f} | {v['mpjpe']:.1f} | {v['pa_mpjpe']:.1f} | | |")
     for q, v in m["mean_of_q"].items():
@@ -157,11 +163,16 @@ def _mega_recipe(m: dict) -> list[str]:
             f"{r['pretrain_steps']:,} "
             f"steps, conditioned training {r['train_steps']:,} steps of batch {r['batch_size']} (learning rate "
             f"{r['lr']:g}, masking `{r['train_masking']}`, 2D loss on {r['reprojection_rows']} rows of each batch) on "
-            f"a pool of {r['pool_size']:,} meshes, {r['threads']} torch threads. Stage minutes of the run that wrote "
-            f"these figures: {', '.join(ran)}")
+            f"a pool of {r['pool_size']:,} meshes, {r['threads']} torch threads. Stage minutes of the recipe's run: "
+            f"{', '.join(ran)}")
     skipped = m.get("stages_skipped")
     reused = " and ".join(names.get(f"{k}_min", k) for k in skipped or [])
     text += f" (it reused the outputs of {reused} instead of running them)." if reused else "."
+    tune = m.get("landmark_finetune")
+    if tune:
+        text += (f" That keypoint model (`{tune['init']}`) was then taught to read the detector's 3D landmarks: "
+                 f"{tune['steps']:,} more steps at learning rate {tune['lr']:g}, {tune['train_minutes']:.0f} minutes "
+                 f"(`{tune['command']}`).")
     return ["", text]
 
 
@@ -441,7 +452,7 @@ def landmark_noise_section(noise: dict | None, trained: dict | None) -> str:
            f"the camera's x, y, z axes. Training simulates landmarks with this model "
            "(`resources/body/landmark_noise.json`).\n"]
     if trained:
-        out += [f"Warm starts from the shipped model, {trained['steps']:,} steps each; deterministic PA-MPJPE on the "
+        out += [f"Warm starts from the keypoint model, {trained['steps']:,} steps each; deterministic PA-MPJPE on the "
                 f"{trained['people']} benchmark people, mm:\n",
                 "| model | reads | with landmarks | without landmarks |", "|---|---|---|---|"]
         for name, row in trained["models"].items():
@@ -452,7 +463,7 @@ def landmark_noise_section(noise: dict | None, trained: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def detector_loop_section(d: dict | None) -> str:
+def detector_loop_section(d: dict | None, tuning: dict | None = None) -> str:
     """The detector-in-the-loop benchmark (benchmarks/detector_loop.py)."""
     if not d:
         return ""
@@ -472,6 +483,14 @@ def detector_loop_section(d: dict | None) -> str:
             cells.append("" if row is None else f"{row['pa_mpjpe']:.1f} / {row['pa_mpjpe_limbs12']:.1f}")
         shown = "MediaPipe's own 3D landmarks" if label == "mediapipe_landmarks" else label
         out.append(f"| {shown} | " + " | ".join(cells) + " |")
+    out += ["", "Models: " + ", ".join(f"{name} = `{folder}`" for name, folder in d["models"].items())
+            + "; `+landmarks`: the detector's landmarks given to the model and to the fit, `+fit`: the bodies fitted "
+              "to the keypoints."]
+    if tuning:
+        best = min(tuning["rows"], key=lambda w: tuning["rows"][w]["pa_mpjpe"])
+        out.append(f"The landmarks' weight in the fit ({best}) was chosen on a separate tuning split of "
+                   f"{tuning['scored']} detected people (`{tuning['command']}`): PA-MPJPE "
+                   + ", ".join(f"{w}: {r['pa_mpjpe']:.1f}" for w, r in tuning["rows"].items()) + " mm.")
     return "\n".join(out) + "\n"
 
 
@@ -514,7 +533,8 @@ def generated_block() -> str:
         throughput_section(_load(res / "bench" / "train_throughput.json")),
         refine_section(_load(res / "bench" / "refine.json")),
         landmark_noise_section(_load(res / "body" / "landmark_noise.json"), _load(res / "bench" / "landmarks.json")),
-        detector_loop_section(_load(res / "bench" / "detector_loop.json")),
+        detector_loop_section(_load(res / "bench" / "detector_loop.json"),
+                              _load(res / "bench" / "detector_loop_tuning.json")),
         body_section(_load(res / "body" / "anny.json"),
                      [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
                       if (res / "figures" / f"{name}.json").exists()]),

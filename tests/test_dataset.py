@@ -12,14 +12,8 @@ import torch
 from megaviewer.body.keypoints import COCO17_FLIP_PERMUTATION, COCO17_NAMES, COCO17_SKELETON
 from megaviewer.model.conditioning import IMAGENET_MEAN, IMAGENET_STD
 from training.data.convert_spin import SPIN24_NAMES, convert_spin, main, spin_to_coco17
-from training.data.dataset import (
-    Augmentation,
-    AugmentConfig,
-    DatasetReader,
-    ReaderConfig,
-    read_table,
-    write_dataset,
-)
+from training.data.dataset import Augmentation, AugmentConfig, DatasetReader, ReaderConfig
+from training.data.dataset_format import read_table, write_dataset
 
 W, H, FOCAL, DEPTH = 160, 219, 300.0, 3.0
 CENTER = np.array([W / 2, H / 2])  # the stick figure's keypoint box is centred on the principal point

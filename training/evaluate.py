@@ -54,6 +54,24 @@ class EvalSet:
         return EvalSet(self.vertices, self.keypoints, self.rot_cam)
 
 
+def observations_for(model: Mega) -> ObservationConfig:
+    """The benchmark's observations for ``model``: with the detector's 3D landmarks (simulated with the measured
+    error model, for every person, as MediaPipe gives them) when the model reads them."""
+    if "landmarks" not in model.config.conditioning.kinds:
+        return ObservationConfig()
+    return landmark_observations(landmark_prob=1.0)
+
+
+def landmark_observations(landmark_prob: float = 0.8) -> ObservationConfig:
+    """Observations with the detector's 3D landmarks simulated by the measured error model (resources/body), for
+    ``landmark_prob`` of the people (training keeps some without, so a model works without them)."""
+    from megaviewer.paths import resources_dir
+    from training.data.landmark_noise import LandmarkNoise
+
+    return ObservationConfig(landmarks=LandmarkNoise.from_json(resources_dir() / "body" / "landmark_noise.json"),
+                             landmark_prob=landmark_prob)
+
+
 @torch.inference_mode()
 def build_eval_set(tokenizer: MeshVQVAE, count: int, seed: int = EVAL_SEED,
                    obs: ObservationConfig | None = None, meshes: SyntheticMeshes | None = None) -> EvalSet:
@@ -248,6 +266,16 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def add_without_landmarks(result: dict, model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor,
+                          data: EvalSet) -> None:
+    """For a model that reads landmarks, its deterministic scores on the same people without them (a keypoints
+    file without landmarks, another detector)."""
+    if data.landmarks is None:
+        return
+    scores = deterministic_scores(model, tokenizer, regressor, data.without_landmarks())
+    result["deterministic_without_landmarks"] = {k: float(v.mean()) for k, v in scores.items()}
+
+
 def run_evaluation(model_dir: str | Path, tokenizer_dir: str | Path | None, count: int, out_json: Path | None,
                    pretrained_dir: str | Path | None = None, steps: int = 5, temperature: float = 1.0) -> dict:
     from megaviewer.body.assets import BodyAssets
@@ -258,9 +286,10 @@ def run_evaluation(model_dir: str | Path, tokenizer_dir: str | Path | None, coun
     model = load_mega(model_dir)
     uncond = load_mega(pretrained_dir) if pretrained_dir else None
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor
-    data = build_eval_set(tokenizer, count)
+    data = build_eval_set(tokenizer, count, obs=observations_for(model))
     result = evaluate(model, tokenizer, regressor, data, steps=steps, temperature=temperature,
                       unconditional_model=uncond)
+    add_without_landmarks(result, model, tokenizer, regressor, data)
     result["model"] = str(model_dir)
     print(format_table(result))
     if out_json is not None:

@@ -54,6 +54,7 @@ class MegaStage:
     reprojection_rows: int | None = 16
     code_smoothing: float = 0.0  # training.mega_losses.code_neighbour_targets
     lifting: float = 0.0  # weight of training.mega_losses.lifting_loss (presets with a keypoint read-out)
+    landmarks: bool = False  # also condition on the detector's 3D landmarks (simulated: training.data.landmark_noise)
     ckpt_every: int = 500
     pool_seconds_per_mesh: float = 0.0025
     pretrain_seconds_per_step: float = 0.28
@@ -106,6 +107,7 @@ register(Recipe(
     name="default",
     summary="the shipped default: tokenizer on offsets, key poses + real motion, long CPU run",
     tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0),
+    mega=MegaStage(landmarks=True),
 ))
 
 # At most 90 minutes on a 2-core CPU, for people who want a model fast.

@@ -89,7 +89,16 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     from megaviewer.paths import tokenizer_dir as shipped_tokenizer_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, evaluate, format_table
+    from training.data.observations import ObservationConfig
+    from training.evaluate import (
+        BENCHMARK_PEOPLE,
+        add_without_landmarks,
+        build_eval_set,
+        evaluate,
+        format_table,
+        landmark_observations,
+        observations_for,
+    )
     from training.mega_conditioned import ConditionedConfig, train_conditioned
     from training.mega_losses import LossWeights
     from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
@@ -125,17 +134,23 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
                                                 init=str(pre_final), masking=m.masking,
                                                 reprojection_rows=m.reprojection_rows,
                                                 weights=LossWeights(code_smoothing=m.code_smoothing,
-                                                                    lifting=m.lifting), **common),
+                                                                    lifting=m.lifting),
+                                                kinds=("keypoints", "landmarks") if m.landmarks else None,
+                                                observation=landmark_observations() if m.landmarks else
+                                                ObservationConfig(), **common),
                               tokenizer=tokenizer, pool=pool)
     if final.name != "final":
         return None
 
     start = time.perf_counter()
     regressor = BodyAssets.load().coco_regressor
-    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE)
-    result = evaluate(load_mega(final), tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
-    hard = build_eval_set(tokenizer, HARD_SPLIT_PEOPLE, meshes=SyntheticMeshes(prior_kind="hard"))
-    result["hard_poses"] = evaluate(load_mega(final), tokenizer, regressor, hard)
+    model = load_mega(final)
+    obs = observations_for(model)
+    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE, obs=obs)
+    result = evaluate(model, tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
+    add_without_landmarks(result, model, tokenizer, regressor, data)
+    hard = build_eval_set(tokenizer, HARD_SPLIT_PEOPLE, obs=obs, meshes=SyntheticMeshes(prior_kind="hard"))
+    result["hard_poses"] = evaluate(model, tokenizer, regressor, hard)
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times
     result["train_hours"] = {"tokenizer": tokenizer_metrics.get("train_hours"),
@@ -146,17 +161,22 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     print(format_table(result))
     atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
     if install:
-        _install(final, default_model_dir(), result)
-        _install(pre_final, resources_dir() / "pretrained")
+        install_model(final, default_model_dir(), result)
+        install_model(pre_final, resources_dir() / "pretrained")
         if tokenizer_metrics:
-            _install(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
+            install_model(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
         print(f"installed into {default_model_dir().parent}")
     return result
 
 
-def _install(src: Path, dest: Path, metrics: dict | None = None) -> None:
+def install_model(src: Path, dest: Path, metrics: dict | None = None) -> None:
+    """Copy a checkpoint folder's weights and config (and write ``metrics``) into a shipped folder, each file
+    replaced atomically."""
+    from megaviewer.io.atomic import atomic_path
+
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("model.safetensors", "config.json"):
-        shutil.copy2(src / name, dest / name)
+        with atomic_path(dest / name) as tmp:
+            shutil.copy2(src / name, tmp)
     if metrics is not None:
         atomic_write_text(dest / "metrics.json", json.dumps(metrics, indent=2))

@@ -30,7 +30,7 @@ import numpy as np
 
 from megaviewer.body.keypoints import COCO17_NAMES
 from megaviewer.io.atomic import atomic_write_bytes
-from training.data.dataset import IMAGES_DIR, write_dataset
+from training.data.dataset_format import IMAGES_DIR, write_dataset
 
 SPIN24_NAMES: tuple[str, ...] = (
     "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
