@@ -91,7 +91,8 @@ def test_shapes_dtypes_and_ranges(pool: MeshPool) -> None:
     batch, obs = _observe(pool, count=64)
     expected = {"keypoints": (64, 17, 3), "rot_cam": (64, 3, 3), "cam_weak": (64, 3), "joints2d": (64, 17, 2),
                 "joints2d_conf": (64, 17), "tokens": (64, 54), "box_center": (64, 2), "box_side": (64,),
-                "image_size": (64, 2), "focal": (64,), "translation": (64, 3), "joints3d": (64, 17, 3)}
+                "image_size": (64, 2), "focal": (64,), "translation": (64, 3), "joints3d": (64, 17, 3),
+                "landmarks": (64, 17, 4)}
     for f in fields(ObservationBatch):
         value = getattr(obs, f.name)
         assert value.shape == expected[f.name], f.name
