@@ -3,7 +3,7 @@
     python scripts/make_screenshots.py --out resources/figures/
 
 Opens the real main window on the sample photo (scikit-image's astronaut, or ``--image``), waits for each
-state (deterministic, stochastic with the gallery, a mid-generation step, the SD heatmap, the overlay with
+state (deterministic, the body before the fit to the keypoints, stochastic with the gallery, a mid-generation step, the SD heatmap, the overlay with
 the deterministic ghost, random humans when the model has an unconditional part) and saves the window as
 ``app_<state>.png`` plus ``screenshots.json`` listing them. Uses the shipped
 model (``Engine.from_pretrained``); ``--tiny`` (or no shipped model) uses a random-weight test model, which
@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         window.open_path(args.image)
     wait(60, result_is("deterministic"))
     save("deterministic")
+    if window.state.result.before_fit is not None:  # the body before the fit to the keypoints, beside the fitted one
+        window.state.set_view_flag("before_fit", True)
+        wait(0.8)
+        save("before_fit")
+        window.state.set_view_flag("before_fit", False)
 
     window.controls.samples.setValue(args.samples)
     window.controls.steps.setValue(args.steps)
