@@ -349,7 +349,8 @@ def body_section(assets: dict | None, priors: list[dict]) -> str:
     return "### Body model and pose prior\n\n" + "\n\n".join(out) + "\n" if out else ""
 
 
-def bench_section(b: dict | None) -> str:
+def bench_section(b: dict | None, other: dict | None = None) -> str:
+    """The speed report; ``other``: the same benchmark of another model in the same sitting (the keypoint model)."""
     if not b:
         return ""
     out = [f"### Speed (`{_command(b, 'scripts/bench.py --repeats 30')}`, medians, CPU)\n",
@@ -358,6 +359,11 @@ def bench_section(b: dict | None) -> str:
         out.append(_check_row(check["what"], f"{check['value']:.3g}", check["better"], check["target"], check["met"]))
     if b.get("note"):
         out += ["", b["note"]]
+    if other:
+        checks = other.get("checks", {})
+        out += ["", f"The model reads {' and '.join(b['environment'].get('conditioning', []))}; the keypoint model "
+                    f"(`{_command(other, '')}`, run right after it) measures "
+                + ", ".join(f"{c['what']} {c['value']:.3g}" for c in checks.values()) + "."]
     out += ["", "All medians (ms) by measurement:", "", "| measurement | median ms |", "|---|---|"]
 
     def walk(prefix: str, node) -> None:
@@ -538,7 +544,7 @@ def generated_block() -> str:
         body_section(_load(res / "body" / "anny.json"),
                      [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
                       if (res / "figures" / f"{name}.json").exists()]),
-        bench_section(_load(res / "bench" / "bench_cpu.json")),
+        bench_section(_load(res / "bench" / "bench_cpu.json"), _load(res / "bench" / "bench_cpu_keypoint_model.json")),
         fast_path_section(_load(res / "bench" / "fast_path_before_after.json")),
         routes_section(_load(res / "bench" / "cpu_routes.json")),
     ) if s)
