@@ -4,8 +4,10 @@ This module only parses arguments and reports. ``megaviewer`` (optionally with a
 the GUI (:mod:`megaviewer.gui.app`, imported only then, so the headless command never needs Qt).
 ``megaviewer infer INPUT... --out DIR`` runs :mod:`megaviewer.app.batch` over photos, folders (top level,
 sorted) and videos: overlays, side views, uncertainty heatmaps and meshes, named by
-:func:`megaviewer.app.exports.output_name`. One bad input prints one line and the batch goes on; a summary
-ends the run. Exit codes: 0 when at least one input was processed (finding nobody in a photo is not a
+:func:`megaviewer.app.exports.output_name`. ``--model DIR`` takes any MEGA checkpoint over the shipped
+tokenizer, whatever it is conditioned on (an image-conditioned one reads each person's crop of the photo).
+One bad input prints one line and the batch goes on; a ``model: NAME (KINDS, BODY)`` line and a summary
+end the run. Exit codes: 0 when at least one input was processed (finding nobody in a photo is not a
 failure), 1 when every input failed or the model could not be loaded, 2 for usage errors.
 """
 
@@ -162,6 +164,7 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
     for name, reason in failures:
         print(f"{name}: {reason}", file=sys.stderr)
     summary = BatchJob(engine, options, keypoints, Summary(failed=list(failures))).run(items)
+    print(f"model: {engine.label()}")  # which checkpoint made these meshes, what it read, which body
     print(summary.report(args.out))
     return 0 if summary.processed or summary.no_person else 1
 
@@ -171,7 +174,7 @@ def _load_engine(model: Path | None, device: str | None) -> Engine | None:
 
     try:
         return Engine.from_pretrained(model, device=device)
-    except (FileNotFoundError, ValueError, OSError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, OSError, RuntimeError, ImportError) as exc:
         where = model if model is not None else "the shipped model (resources/default)"
         print(f"megaviewer infer: cannot load {where}: {exc} (pass --model DIR to use another checkpoint)",
               file=sys.stderr)

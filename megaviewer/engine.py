@@ -19,9 +19,14 @@ only when the device is CUDA and ignored elsewhere (on a CPU fp16 matmuls are sl
   recompile per shape). The first calls are slow (compilation). The tokenizer decodes through its cached
   inference route (``VcConv.infer``: a few large matmuls per layer), uncompiled.
 
-Camera fit (``fit_camera``, on by default): for keypoint-conditioned recoveries every hypothesis's global
-rotation and weak-perspective camera are fitted to the keypoints it was conditioned on
-(:mod:`megaviewer.camera_fit`), so the mesh sits on the person in the photo; the network's own rotation and
+Any checkpoint: the model may read an image crop, keypoints and/or landmarks (``kinds``; :meth:`label` says
+which, with the body). Image crops are cut from the photo by :func:`megaviewer.vision.crops.person_crop`
+(:func:`megaviewer.app.pipeline.recover_person` does it for image-conditioned models); a model that needs one
+and gets none is a one-line error.
+
+Camera fit (``fit_camera``, on by default): whenever keypoints are passed every hypothesis's global rotation and
+weak-perspective camera are fitted to them (:mod:`megaviewer.camera_fit`), also for a model that reads only the
+image, so the mesh sits on the person in the photo; the network's own rotation and
 camera stay in the result (``network_rotation`` / ``network_cam``) with the fit's report (``camera_fit``).
 Pass ``fit_camera=False`` to ``Engine`` (the default for every call) or to ``recover`` (one call) for the
 raw network placement.
@@ -167,7 +172,7 @@ class Engine:
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device),
-                "conditioning": list(self.model.config.conditioning.kinds),
+                "conditioning": list(self.model.config.conditioning.kinds), "body": self.tokenizer.config.body,
                 "tokens": self.tokenizer.num_tokens, "codes": self.tokenizer.config.num_codes,
                 "half": self.half, "compiled": self.compiled, "camera_fit": self.fit_camera}
 
@@ -180,32 +185,57 @@ class Engine:
         verts = self.tokenizer.decode(flat)
         return verts.reshape(*tokens.shape[:-1], *verts.shape[-2:]).float().cpu()
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The model's conditioning kinds in canonical order (``()`` for an unconditional model)."""
+        return tuple(self.model.config.conditioning.kinds)
+
+    def label(self) -> str:
+        """``name (keypoints+landmarks, anny)``: which checkpoint, what it reads and which body it makes, for
+        the command line's result line, the app's status bar and its Result box."""
+        kinds = "+".join(self.kinds) or "unconditional"
+        return f"{self.name} ({kinds}, {self.tokenizer.config.body})"
+
     def _conditioning(self, keypoints, image, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        kinds = self.model.config.conditioning.kinds
+        kinds = self.kinds
         cond: dict[str, torch.Tensor] = {}
+        if "image" in kinds:
+            cond["image"] = self._image_tensor(image)
         if "landmarks" in kinds:  # optional: a person without landmarks gets zeros, which the model reads as absent
             from megaviewer.vision.landmarks import coco_landmarks
 
-            batch = 1 if keypoints is None else max(1, int(np.asarray(keypoints).size // 51))
+            batch = max(1, int(np.asarray(keypoints).size // 51)) if keypoints is not None else (
+                cond["image"].shape[0] if "image" in cond else 1)
             lm = (coco_landmarks(landmarks) if landmarks is not None
                   else torch.zeros(self.model.config.conditioning.num_landmarks, 4))
             cond["landmarks"] = lm.reshape(-1, *lm.shape[-2:]).expand(batch, -1, -1).to(self.device)
         if "keypoints" in kinds:
             if keypoints is None:
                 raise ValueError("this model is conditioned on 2D keypoints; pass keypoints (17, 3)")
-            arr = np.asarray(keypoints, dtype=np.float32)
-            if arr.size == 0 or arr.size % 51:
-                raise ValueError(f"keypoints must be (17, 3) or (B, 17, 3) = (x, y, confidence) per COCO-17 "
-                                 f"keypoint, got shape {arr.shape}")
-            kp = torch.as_tensor(arr).reshape(-1, 17, 3)
-            kp = torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
-            cond["keypoints"] = kp.to(self.device)
-        if "image" in kinds:
-            if image is None:
-                raise ValueError("this model is conditioned on an image crop; pass image (3, H, W) normalised")
-            cond["image"] = torch.as_tensor(image, dtype=torch.float32).reshape(-1, *image.shape[-3:]).to(
-                self.device)
+            cond["keypoints"] = self._keypoint_tensor(keypoints)
         return cond
+
+    def _keypoint_tensor(self, keypoints) -> torch.Tensor:
+        """Crop-normalised COCO-17 keypoints as (B, 17, 3) on the device, non-finite values zeroed."""
+        arr = np.asarray(keypoints, dtype=np.float32)
+        if arr.size == 0 or arr.size % 51:
+            raise ValueError(f"keypoints must be (17, 3) or (B, 17, 3) = (x, y, confidence) per COCO-17 "
+                             f"keypoint, got shape {arr.shape}")
+        kp = torch.as_tensor(arr).reshape(-1, 17, 3)
+        return torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0).to(self.device)
+
+    def _image_tensor(self, image) -> torch.Tensor:
+        """The normalised crop(s) (B, 3, H, W) of the model's ``image_size``; a missing or misshapen crop is a
+        one-line error naming what this model needs (:func:`megaviewer.vision.crops.person_crop` makes it)."""
+        height, width = self.model.config.conditioning.image_size
+        if image is None:
+            raise ValueError(f"model {self.name} is conditioned on an image crop; pass image (3, {height}, {width}) "
+                             "normalised (megaviewer.vision.crops.person_crop cuts it from the photo)")
+        crop = torch.as_tensor(image, dtype=torch.float32)
+        if crop.ndim not in (3, 4) or tuple(crop.shape[-3:]) != (3, height, width):
+            raise ValueError(f"model {self.name} needs image crops of shape (3, {height}, {width}) or "
+                             f"(B, 3, {height}, {width}), got {tuple(crop.shape)}")
+        return crop.reshape(-1, 3, height, width).to(self.device)
 
     @torch.inference_mode()
     @_in_precision
@@ -213,7 +243,8 @@ class Engine:
                 steps: int = DEFAULTS.steps, temperature: float = DEFAULTS.temperature,
                 seed: int | None = DEFAULTS.seed, crop: CropBox | None = None, return_trace: bool = True,
                 fit_camera: bool | None = None, refine: bool = DEFAULTS.refine, landmarks_3d=None) -> RecoveryResult:
-        """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop.
+        """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop
+        (3, H, W) of the model's ``image_size``, normalised (:func:`megaviewer.vision.crops.person_crop`).
 
         ``num_samples`` (Q) is used in stochastic mode (default ``DEFAULTS.num_samples``); deterministic mode
         returns one mesh. ``fit_camera`` (default: the engine's ``fit_camera``, on) fits every hypothesis's
@@ -246,9 +277,12 @@ class Engine:
                                       temperature=temperature, generator=gen, return_trace=return_trace)
         clock.lap("generate_ms")
         fit = self.fit_camera if fit_camera is None else bool(fit_camera)
-        result = self._assemble(mode, out, crop, inputs.get("keypoints") if fit else None, clock, refine=refine,
-                                landmarks=landmarks)
+        fit_keypoints = inputs.get("keypoints") if fit else None
+        if fit and fit_keypoints is None and keypoints is not None:  # an image-only model: fit to the ones passed
+            fit_keypoints = self._keypoint_tensor(keypoints)
+        result = self._assemble(mode, out, crop, fit_keypoints, clock, refine=refine, landmarks=landmarks)
         result.landmarks_3d = landmarks
+        result.model = self.label()
         return result
 
     @torch.inference_mode()
@@ -263,7 +297,9 @@ class Engine:
         clock = _StageClock(self.device)
         out = generate.unconditional(model, num_samples, steps, temperature, gen, return_trace)
         clock.lap("generate_ms")
-        return self._assemble("unconditional", out, None, None, clock)
+        result = self._assemble("unconditional", out, None, None, clock)
+        result.model = f"{self.name}: pre-trained (unconditional, {self.tokenizer.config.body})"
+        return result
 
     def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None,
                   fit_keypoints: torch.Tensor | None, clock: _StageClock, refine: bool = False,

@@ -64,6 +64,9 @@ class RecoveryResult:
     # The network's bodies placed by the camera fit, before the refinement fitted them to the keypoints (None: not
     # refined); the app shows them beside the refined ones.
     before_fit: Placement | None = None
+    # ``Engine.label()`` of the engine that made it ("default (keypoints+landmarks, anny)"): after the app switches
+    # models, a result on screen still says which one it came from.
+    model: str | None = None
 
     @property
     def num_samples(self) -> int:

@@ -3,8 +3,9 @@
     python scripts/make_screenshots.py --out resources/figures/
 
 Opens the real main window on the sample photo (scikit-image's astronaut, or ``--image``), waits for each
-state (deterministic, the body before the fit to the keypoints, stochastic with the gallery, a mid-generation step, the SD heatmap, the overlay with
-the deterministic ghost, random humans when the model has an unconditional part) and saves the window as
+state (deterministic, the body before the fit to the keypoints, stochastic with the gallery, a mid-generation
+step, the SD heatmap, the overlay with the deterministic ghost, random humans when the model has an
+unconditional part) and saves the window as
 ``app_<state>.png`` plus ``screenshots.json`` listing them. Uses the shipped
 model (``Engine.from_pretrained``); ``--tiny`` (or no shipped model) uses a random-weight test model, which
 shows the layout but not a plausible body. Without a display it starts a virtual one (PyVirtualDisplay, else

@@ -64,3 +64,21 @@ def random_keypoints(batch: int, seed: int = 0):
     kp = torch.rand(batch, 17, 3, generator=g)
     kp[..., :2] = kp[..., :2] * 2 - 1
     return kp
+
+
+def save_tiny_checkpoint(folder, kinds: tuple[str, ...], seed: int = 0, vocab: int | None = None):
+    """A ``test_tiny`` MEGA checkpoint folder conditioned on ``kinds`` (image: a random resnet18 at 64x64) sized for
+    the shipped tokenizer, or for ``vocab`` codes (a checkpoint of another tokenizer). Returns the folder."""
+    from pathlib import Path
+
+    from megaviewer.model.mega import Mega, save_mega
+    from megaviewer.tokenizer.model import MeshVQVAE
+
+    tokenizer = MeshVQVAE.from_pretrained()
+    sizes = {"vocab": int(vocab or tokenizer.config.num_codes), "seq_len": int(tokenizer.num_tokens)}
+    conditioning = {"kinds": tuple(kinds), "image_backbone": "resnet18", "image_size": (64, 64), "keypoint_hidden": 32}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Mega.from_preset("test_tiny", conditioning=conditioning, **sizes)
+    save_mega(Path(folder), model)
+    return Path(folder)

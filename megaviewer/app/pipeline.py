@@ -6,8 +6,9 @@ full image, so ``camera_vertices`` sit in the photo's camera frame and draw onto
 photo's (:class:`~megaviewer.intrinsics.PhotoCamera`: its EXIF focal, else a 55° diagonal field of view;
 principal point at the image centre) and one camera serves every person of a picture, so several people
 stand in one 3D scene. The detector's 3D landmarks go to the engine with the keypoints and stay in the
-result. Finding nobody is a normal outcome, not an error: the returned :class:`PeopleList` is then empty
-and its ``message`` says why.
+result; a model conditioned on images also gets each person's crop of the photo
+(:mod:`megaviewer.vision.crops`), cut only for such models. Finding nobody is a normal outcome, not an error:
+the returned :class:`PeopleList` is then empty and its ``message`` says why.
 """
 
 from __future__ import annotations
@@ -138,19 +139,24 @@ def detect_people(detector: Detector, image: np.ndarray) -> PeopleList:
 
 def recover_person(engine: Engine, person: Person, settings: RecoverySettings = DEFAULTS, *,
                    with_reference: bool = False, return_trace: bool = True,
-                   camera: PhotoCamera | None = None) -> Recovery:
+                   camera: PhotoCamera | None = None, image: np.ndarray | None = None) -> Recovery:
     """Run the engine on one person with ``settings`` and the photo's ``camera`` (default: the typical one);
-    ``with_reference`` adds the deterministic mesh to a stochastic run. ``person`` is left as it is (the app
-    calls this from worker threads)."""
+    ``with_reference`` adds the deterministic mesh to a stochastic run. ``image`` is the photo (BGR uint8):
+    a model conditioned on images reads the person's crop of it (:mod:`megaviewer.vision.crops`), other models
+    never look at it (no crop is cut). ``person`` is left as it is (the app calls this from worker threads)."""
+    from megaviewer.vision.crops import engine_crop
+
     start = time.perf_counter()
     keypoints, box = person.crop(camera)
     landmarks = person.detection.landmarks_3d
-    result = engine.recover(keypoints, crop=box, return_trace=return_trace, landmarks_3d=landmarks,
-                            **settings.recover_kwargs())
+    crop = engine_crop(engine, image, box)
+    inputs: dict[str, Any] = {"crop": box, "return_trace": return_trace, "landmarks_3d": landmarks}
+    if crop is not None:
+        inputs["image"] = crop
+    result = engine.recover(keypoints, **inputs, **settings.recover_kwargs())
     reference = None
     if with_reference and settings.mode == "stochastic":
-        reference = engine.recover(keypoints, mode="deterministic", crop=box, return_trace=return_trace,
-                                   fit_camera=settings.fit_camera, landmarks_3d=landmarks)
+        reference = engine.recover(keypoints, mode="deterministic", fit_camera=settings.fit_camera, **inputs)
     return Recovery(result, reference, (time.perf_counter() - start) * 1000)
 
 
@@ -159,7 +165,8 @@ def recover_people(engine: Engine, detector: Detector | None, image: np.ndarray,
                    return_trace: bool = False, camera: PhotoCamera | None = None, **changes: Any) -> PeopleList:
     """Detect the people in ``image`` (or take the given ``detections``) and recover each one.
 
-    Everyone is placed with the one ``camera`` of the picture (default: the typical camera of its size).
+    Everyone is placed with the one ``camera`` of the picture (default: the typical camera of its size), and an
+    image-conditioned model reads each person's crop of ``image``.
     ``changes`` override fields of ``settings`` for this call (``mode="stochastic", num_samples=3``).
     """
     settings = settings.with_(**changes) if changes else settings
@@ -176,7 +183,8 @@ def recover_people(engine: Engine, detector: Detector | None, image: np.ndarray,
     start = time.perf_counter()
     camera = photo_camera(image.shape[1::-1], camera)
     for person in people:
-        person.result = recover_person(engine, person, settings, return_trace=return_trace, camera=camera).result
+        person.result = recover_person(engine, person, settings, return_trace=return_trace, camera=camera,
+                                       image=image).result
     people.timings_ms["recover_ms"] = (time.perf_counter() - start) * 1000
     people.message = f"recovered {len(people)} {'person' if len(people) == 1 else 'people'}"
     return people

@@ -77,10 +77,8 @@ def run(argv: list[str] | None = None, engine: Any = None) -> int:
         print(f"megaviewer: {args.source}: file not found", file=sys.stderr)
         return 2
     window = create_window(engine=engine, sample=args.source is None and args.camera is None)
-    if engine is None:
-        from megaviewer.engine import Engine
-
-        window.session.load_engine(lambda: Engine.from_pretrained(args.model, device=args.device))
+    if engine is None:  # --model, else the model opened last time if it still loads, else the shipped default
+        window.load_start_model(args.model, args.device)
     app.aboutToQuit.connect(window.session.shutdown)  # worker threads must stop before Qt tears down
     window.show()
     if args.source is not None:

@@ -1,9 +1,15 @@
-"""File actions of the main window: open (dialog, drop, recent, command line), export and screenshots.
+"""File actions of the main window: open (dialog, drop, recent, command line), open a model, export, screenshots.
 
 A mixin so ``main_window.py`` stays about layout and wiring; it expects the window's ``session``, ``state``,
 ``presenter``, ``viewport``, ``live_panel``, ``qsettings``, ``recent_menu`` and ``notify``. Files are named
 by :func:`megaviewer.app.exports.output_name` (the rule ``megaviewer infer`` follows) and written by
 :mod:`megaviewer.io.export` on the session's export thread, so a slow disk never blocks the window.
+
+File > Open model… takes any MEGA checkpoint folder over the shipped tokenizer (image-, keypoint- or
+landmark-conditioned); the session loads it on its loader thread and keeps the old model when it fails. The
+folder is remembered (``model/folder``) and tried again at the next start, where a folder that no longer loads
+falls back to the shipped default with a status line rather than a dialog: a folder moved since the last session
+is not something the user did wrong just now.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ IMAGE_FILTER = ("Images and videos (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 MESH_FILTER = "Wavefront OBJ (*.obj);;Stanford PLY (*.ply);;glTF binary (*.glb)"
 MAX_RECENT = 10
+MODEL_KEY = "model/folder"
 
 
 class FileActionsMixin:
@@ -85,6 +92,47 @@ class FileActionsMixin:
         else:
             self.session.open_image(path)
         self.setWindowTitle(f"{path.name} — megaviewer")
+
+    # ----------------------------------------------------------------------------------------- models
+    @property
+    def remembered_model(self) -> str:
+        """The checkpoint folder last opened with File > Open model… ("" when the shipped default is in use)."""
+        return str(self.qsettings.value(MODEL_KEY, "") or "")
+
+    def remember_model(self, folder: str) -> None:
+        self.qsettings.setValue(MODEL_KEY, folder)
+
+    def open_model_dialog(self) -> None:
+        remembered = self.remembered_model
+        start = str(Path(remembered).parent) if remembered else self.last_folder
+        folder = QFileDialog.getExistingDirectory(self, "Open a MEGA checkpoint folder (config.json + "
+                                                  "model.safetensors)", start)
+        if folder:
+            self.open_model(folder)
+
+    def open_model(self, folder: str | Path) -> None:
+        """Load the checkpoint in ``folder`` off the UI thread; the window follows when it is ready."""
+        path = Path(folder)
+        if not path.is_dir():
+            self.notify("error", f"{path} is not a folder; pick a MEGA checkpoint folder "
+                                 "(config.json + model.safetensors).")
+            return
+        self.session.open_model(path)
+
+    def load_start_model(self, model: str | Path | None = None, device: str | None = None) -> None:
+        """Start-up: ``model`` (the command line's ``--model``) if given, else the remembered folder when it still
+        loads, else the shipped default; all on the session's loader thread."""
+        from megaviewer.engine import Engine
+
+        if model is not None:
+            self.session.load_engine(lambda: Engine.from_pretrained(model, device=device))
+            return
+        remembered = self.remembered_model
+        if not remembered:
+            self.session.load_engine(lambda: Engine.from_pretrained(device=device))
+            return
+        self.session.load_engine(lambda: Engine.from_pretrained(remembered, device=device),
+                                 fallback=lambda: Engine.from_pretrained(device=device))
 
     def load_sample(self) -> None:
         image = sample_image()

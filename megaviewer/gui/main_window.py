@@ -124,6 +124,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         s, st = self.session, self.state
         return {
             "open": self.open_dialog, "open_video": self.open_video_dialog, "sample_image": self.load_sample,
+            "open_model": self.open_model_dialog,
             "export_mesh": self.export_mesh_dialog, "export_npz": self.export_npz_dialog,
             "export_scene": self.export_scene_dialog,
             "screenshot": self.screenshot_dialog, "quit": self.close, "recover": s.recover,
@@ -187,6 +188,7 @@ class MainWindow(FileActionsMixin, QMainWindow):
         s.status.connect(self.timing_label.setText)
         s.busyChanged.connect(self.busy.setVisible)
         s.engineChanged.connect(self._engine_changed)
+        s.modelOpened.connect(self.remember_model)
         s.liveChanged.connect(self._live_changed)
         s.liveStats.connect(self._live_stats)
         s.exported.connect(lambda path: self.statusBar().showMessage(f"Saved {path}", 8000))
@@ -210,11 +212,15 @@ class MainWindow(FileActionsMixin, QMainWindow):
     def _engine_changed(self, engine: Any) -> None:
         if engine is None:
             self.model_label.setText("model: not loaded")
+            self.model_label.setToolTip("")
             self.presenter.model_error = True
             self.viewport.set_placeholder(self.presenter.waiting_text())
         else:
             info = engine.describe()
-            self.model_label.setText(f"model: {info['model']} · {info['device']} · {info['tokens']} tokens")
+            self.model_label.setText(f"model: {engine.label()} · {info['device']} · {info['tokens']} tokens")
+            self.model_label.setToolTip(f"Checkpoint {info['model']}, conditioned on "
+                                        f"{' + '.join(info['conditioning']) or 'nothing'}, making {info['body']} "
+                                        "bodies (File > Open model… loads another)")
             self.presenter.model_error = False
             self.presenter.set_engine(self.session.scene, engine.decode_tokens)
             if not self.viewport.has_mesh:

@@ -7,6 +7,7 @@ are decoded once and reused while scrubbing.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 
 import numpy as np
@@ -290,4 +291,6 @@ class Presenter:
             costs.append("camera fit: not run (the network's own camera)")
         if costs:
             lines.append(" · ".join(costs))
+        if result.model:
+            lines.append(f"model: {html.escape(result.model)}")
         return "<br>".join(lines)

@@ -29,6 +29,7 @@ class Session(QObject):
     message = Signal(str, str)  # (level: "info" | "warning" | "error", text)
     status = Signal(str)  # short status-bar text (timings)
     engineChanged = Signal(object)  # the Engine, or None when loading failed
+    modelOpened = Signal(str)  # the checkpoint folder now in use ("" for the shipped default after a fallback)
     busyChanged = Signal(bool)
     liveChanged = Signal(bool, bool)  # running, paused
     liveStats = Signal(object)  # LiveFrame
@@ -84,22 +85,55 @@ class Session(QObject):
             spec, loop = self._pending_live
             self._pending_live = None
             self.start_live(spec, loop)
+        elif self.live is not None:
+            self._pending_recover = False  # a running stream reads the new engine from its next frame on
         elif self._pending_recover or self.state.current_person is not None:
             self._pending_recover = False
             self.recover()
 
-    def load_engine(self, loader: Callable[[], Any] | None = None) -> None:
-        """Load the shipped model on the worker thread (tens of seconds on a slow disk: never on the UI)."""
+    def load_engine(self, loader: Callable[[], Any] | None = None, fallback: Callable[[], Any] | None = None) -> None:
+        """Load the shipped model (or ``loader``'s) on the worker thread (tens of seconds on a slow disk: never on
+        the UI). When ``loader`` fails and there is a ``fallback`` (the app's remembered model at start-up, with
+        the shipped default behind it), the fallback's engine is used and a status line says why."""
         if loader is None:
             from megaviewer.engine import Engine
 
             loader = Engine.from_pretrained
 
-        def load() -> tuple[Any, BodyScene]:
-            engine = loader()
-            return engine, BodyScene.for_engine(engine)
+        def load() -> tuple[Any, BodyScene, str]:
+            note = ""
+            try:
+                engine = loader()
+            except Exception as exc:  # noqa: BLE001 - any failure: the fallback decides, else the UI says why
+                if fallback is None:
+                    raise
+                engine = fallback()
+                note = (f"The last model could not be loaded ({type(exc).__name__}: {exc}); "
+                        f"using {engine.label()} instead.")
+            return engine, BodyScene.for_engine(engine), note
 
         self.loader.submit("engine", load)
+
+    def open_model(self, folder: str | Path) -> None:
+        """Load the MEGA checkpoint in ``folder`` on the loader thread, with the current engine's device and speed
+        options; when it has loaded it replaces the engine and the current photo is recovered again. A folder
+        that does not load (not a checkpoint, another tokenizer, a pickle) is a message and the old model stays.
+        """
+        from megaviewer.engine import Engine
+
+        folder = Path(folder)
+        old = self.engine
+        options: dict[str, Any] = {}
+        if old is not None:
+            options = {"device": old.device, "half": bool(getattr(old, "half", False)),
+                       "compile": bool(getattr(old, "compiled", False))}
+
+        def load() -> tuple[Path, Any, BodyScene]:
+            engine = Engine.from_pretrained(folder, **options)
+            return folder, engine, BodyScene.for_engine(engine)
+
+        self.status.emit(f"loading the model {folder.name}…")
+        self.loader.submit("model", load)
 
     # ------------------------------------------------------------------------------------- images
     def open_image(self, path: str | Path) -> None:
@@ -149,7 +183,7 @@ class Session(QObject):
                 self._pending_recover = True  # runs as soon as the model is ready
             return
         self.runner.submit("recover", pipeline.recover_person, self.engine, person, self.settings,
-                           with_reference=True, camera=self.state.camera)
+                           with_reference=True, camera=self.state.camera, image=image)
 
     def export_scene(self, path: Path) -> None:
         """Every person of the photo in one camera-frame GLB: the others are recovered with the current
@@ -161,13 +195,13 @@ class Session(QObject):
             self.message.emit("info", "Recover the people of a photo first: the scene holds their meshes.")
             return
         people, shown, result = list(state.people), state.person, state.result
-        settings, camera = self.settings, state.camera
+        settings, camera, image = self.settings, state.camera, state.image
 
         def recover_all() -> tuple[Path, list[Person]]:
             placed = []
             for i, person in enumerate(people):
                 res = result if i == shown else pipeline.recover_person(
-                    engine, person, settings, return_trace=False, camera=camera).result
+                    engine, person, settings, return_trace=False, camera=camera, image=image).result
                 placed.append(Person(person.detection, res))
             return path, placed
 
@@ -181,13 +215,19 @@ class Session(QObject):
         self.runner.submit("random", pipeline.random_humans, self.engine, self.settings)
 
     def _on_done(self, outcome: TaskOutcome) -> None:
-        runner = self.loader if outcome.kind == "engine" else self.runner
+        runner = self.loader if outcome.kind in ("engine", "model") else self.runner
         if not runner.is_current(outcome):
             return  # superseded by a newer request of the same kind
         if outcome.error:
             self._on_error(outcome)
         elif outcome.kind == "engine":
-            self._engine_ready(*outcome.value)
+            engine, scene, note = outcome.value
+            self._engine_ready(engine, scene)
+            if note:
+                self.modelOpened.emit("")
+                self.message.emit("info", note)
+        elif outcome.kind == "model":
+            self._model_opened(*outcome.value)
         elif outcome.kind == "detect":
             path, image, people, note, camera = outcome.value
             self.state.set_image(image, path, camera)
@@ -207,7 +247,16 @@ class Session(QObject):
             self.state.set_result(rec.result, rec.reference)
             self.status.emit(self._timing_text(rec))
 
+    def _model_opened(self, folder: Path, engine: Any, scene: BodyScene) -> None:
+        self._engine_ready(engine, scene)
+        self.modelOpened.emit(str(folder))
+        self.message.emit("info", f"Model {engine.label()} loaded from {folder}.")
+
     def _on_error(self, outcome: TaskOutcome) -> None:
+        if outcome.kind == "model":  # the old model stays: say so, change nothing
+            kept = f"Still using {self.engine.label()}." if self.engine is not None else "No model is loaded."
+            self.message.emit("error", f"That folder could not be opened as a model.\n\n{outcome.error}\n\n{kept}")
+            return
         what = {"engine": "The model could not be loaded", "detect": "The image could not be opened",
                 "recover": "Recovery failed", "random": "Generating random humans failed",
                 "scene": "The people of the scene could not be recovered"}[outcome.kind]
@@ -247,7 +296,7 @@ class Session(QObject):
             return
         self._live_previous = None
         detector_box: dict[str, Detector] = {}
-        engine = self.engine
+        started_with = self.engine
 
         def process(frame: np.ndarray) -> tuple[list[Person], int, Recovery | None]:
             if "detector" not in detector_box:  # created on the live thread that uses it
@@ -257,9 +306,12 @@ class Session(QObject):
             if index < 0:
                 return people, index, None
             self._live_previous = people[index]
-            # Settings are read per frame, so changing Q or the mode applies to the running stream; no
-            # deterministic reference and no body refinement (~0.1 s per person): the stream keeps its frame rate.
-            return people, index, pipeline.recover_person(engine, people[index], self.settings.with_(refine=False))
+            # Settings and the engine are read per frame, so changing Q, the mode or the model applies to the running
+            # stream; no deterministic reference and no body refinement (~0.1 s per person): the stream keeps its
+            # frame rate.
+            engine = self.engine if self.engine is not None else started_with
+            return people, index, pipeline.recover_person(engine, people[index], self.settings.with_(refine=False),
+                                                          image=frame)
 
         worker = LiveWorker(source, process, parent=self)
         worker.frameReady.connect(self._on_live_frame)

@@ -98,8 +98,13 @@ class PersonDetection:
             with np.errstate(over="ignore", invalid="ignore"):
                 box_center = np.array([b[0] + b[2] / 2.0, b[1] + b[3] / 2.0])
                 box_side = BOX_SCALE * max(b[2], b[3])
-            # A NaN/inf (or overflowing) box would put NaN into the crop camera: use the keypoints/image instead.
-            if b[2] > 0 and b[3] > 0 and np.isfinite(box_center).all() and np.isfinite(box_side):
+            # A NaN/inf (or overflowing) box would put NaN into the crop camera, and a box that misses the image or
+            # is smaller than a pixel frames nobody in it (and overflows float32 crop coordinates): use the
+            # keypoints/image instead.
+            with np.errstate(over="ignore", invalid="ignore"):
+                overlaps = bool(b[0] < w and b[1] < h and b[0] + b[2] > 0 and b[1] + b[3] > 0)
+            if (b[2] > 0 and b[3] > 0 and overlaps and np.isfinite(box_center).all() and np.isfinite(box_side)
+                    and box_side >= 1.0):
                 center, side = box_center, float(box_side)
         if center is None:
             c, s = square_box_from_keypoints(torch.as_tensor(kp[None, :, :2], dtype=torch.float32),
