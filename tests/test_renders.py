@@ -64,3 +64,23 @@ def test_detector_loop_scores_every_row_on_the_same_people(monkeypatch, syntheti
     for row in rows.values():
         assert 0 < row["pa_mpjpe"] < 1000 and 0 < row["pa_mpjpe_limbs12"] < 1000
     assert len(rows["tiny"]["per_person_pa_mpjpe"]) == main["scored"]
+
+
+def test_cached_detections_rebuild_the_same_people(tmp_path):
+    """The detector-in-the-loop cache keeps arrays only (no pickles) and rebuilds the detections from them."""
+    from megaviewer.vision.detector import PersonDetection
+    from training.data.landmark_noise import Detections
+
+    rng = np.random.default_rng(0)
+    keypoints = np.concatenate([rng.uniform(10, 200, (2, 17, 2)), rng.uniform(0.3, 1.0, (2, 17, 1))], axis=-1)
+    landmarks = np.concatenate([rng.normal(0, 0.3, (2, 33, 3)), rng.uniform(0, 1, (2, 33, 1))], axis=-1)
+    sizes = np.array([[320, 240], [640, 480]])
+    people = [PersonDetection.from_keypoints(keypoints[0], (320, 240), landmarks_3d=landmarks[0]), None]
+    found = Detections(np.array([True, False]), keypoints, landmarks, np.array([True, False]), people, sizes)
+    found.save(tmp_path / "d.npz")
+    back = Detections.load(tmp_path / "d.npz")
+    assert back.detections[1] is None and np.array_equal(back.found, found.found)
+    again = back.detections[0]
+    assert np.array_equal(again.valid, people[0].valid) and np.allclose(again.box_center, people[0].box_center)
+    assert np.allclose(again.landmarks_3d, people[0].landmarks_3d) and again.image_size == (320, 240)
+    assert back.landmarks.shape == (2, 17, 4)
