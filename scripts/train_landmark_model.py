@@ -67,13 +67,13 @@ def main() -> None:
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     pool = prepare_pool(args.pool, tokenizer, stage.pool_size, 0, meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
     base = resources_dir() / "baselines" / "keypoint_model"
-    folders = {"shipped": base if base.exists() else resources_dir() / "default"}
+    folders = {"keypoint_model": base if base.exists() else resources_dir() / "default"}
     for name in [n for n in args.only.split(",") if n]:
         kinds = VARIANTS[name]
         observation = landmark_observations() if "landmarks" in kinds else ObservationConfig()
         cfg = ConditionedConfig(out_dir=str(args.runs / name), preset=stage.preset, kinds=kinds, steps=args.steps,
                                 batch_size=stage.batch_size, lr=args.lr, warmup_steps=100, masking=stage.masking,
-                                reprojection_rows=stage.reprojection_rows, init=str(folders["shipped"]),
+                                reprojection_rows=stage.reprojection_rows, init=str(folders["keypoint_model"]),
                                 pool="unused", ckpt_every=500, threads=args.threads, observation=observation)
         folders[name] = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
 
@@ -95,7 +95,7 @@ def main() -> None:
         print(name, json.dumps({k: v for k, v in row.items() if k.startswith("with")}), flush=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     if args.ship:
-        ship(folders["landmarks"], folders["shipped"], args, report)
+        ship(folders["landmarks"], folders["keypoint_model"], args, report)
 
 
 def ship(landmark_model: Path, keypoint_model: Path, args: argparse.Namespace, report: dict) -> None:
