@@ -8,13 +8,17 @@ Two warm starts from the shipped model, same steps, data and settings, differing
   error model ``resources/body/landmark_noise.json`` (``scripts/measure_landmark_noise.py``), present for 80 %
   of the people so the model keeps working without them; the rotation/camera head is widened for the new
   pooled feature with its old weights kept (:data:`training.mega_conditioned.GROWN_INPUTS`);
-* ``keypoints``: keypoints only, the control (what the extra training alone buys).
+* ``keypoints``: keypoints only, the control (what the extra training alone buys);
+* ``landmarks_long``: the ``landmarks`` model trained on (``--second-steps`` at ``--second-lr``, a warm restart)
+  with the 2D keypoint errors the real detector makes on rendered people: 13.7 % of its keypoints are off by
+  more than 5 % of the box side and 5.7 % by more than 10 % (median 1.9 %), a heavier tail than the benchmark's
+  simulated detector, so a tenth of the keypoints get a gross error of 5-25 % of the box here.
 
 Both and the shipped model are scored on the synthetic benchmark (512 people) with the landmarks of every
 person and without any; results go to ``resources/bench/landmarks.json``. The detector-in-the-loop benchmark
 (``scripts/bench_detector_loop.py``) then compares them on rendered photos with the real detector.
 
-``--ship`` then installs the landmark model as the shipped default (``resources/default``, with the full
+``--ship`` then installs ``landmarks_long`` as the shipped default (``resources/default``, with the full
 evaluation as its ``metrics.json``); the keypoint model it warm-started from is kept in
 ``resources/baselines/keypoint_model`` (it is the ``shipped`` row of the comparisons). Finished runs are not
 trained again: rerunning only evaluates.
@@ -23,6 +27,7 @@ trained again: rerunning only evaluates.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,7 +35,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-VARIANTS = {"landmarks": ("keypoints", "landmarks"), "keypoints": ("keypoints",)}
+VARIANTS = {"landmarks": ("keypoints", "landmarks"), "keypoints": ("keypoints",),
+            "landmarks_long": ("keypoints", "landmarks")}
+GROSS_2D_ERRORS = {"outlier_prob": 0.10, "outlier_error": (0.05, 0.25)}
+"""Training observations' keypoint outliers for ``landmarks_long``, from the detector's errors on renders."""
 
 
 def main() -> None:
@@ -43,7 +51,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--people", type=int, default=512)
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "landmarks.json")
-    parser.add_argument("--ship", action="store_true", help="install the landmark model as the shipped default")
+    parser.add_argument("--second-steps", type=int, default=1500, help="steps of landmarks_long")
+    parser.add_argument("--second-lr", type=float, default=3e-4, help="learning rate of landmarks_long")
+    parser.add_argument("--ship", action="store_true",
+                        help="install the last landmark model trained (landmarks_long) as the shipped default")
     args = parser.parse_args()
 
     import torch
@@ -71,9 +82,13 @@ def main() -> None:
     for name in [n for n in args.only.split(",") if n]:
         kinds = VARIANTS[name]
         observation = landmark_observations() if "landmarks" in kinds else ObservationConfig()
-        cfg = ConditionedConfig(out_dir=str(args.runs / name), preset=stage.preset, kinds=kinds, steps=args.steps,
-                                batch_size=stage.batch_size, lr=args.lr, warmup_steps=100, masking=stage.masking,
-                                reprojection_rows=stage.reprojection_rows, init=str(folders["keypoint_model"]),
+        init, steps, lr = folders["keypoint_model"], args.steps, args.lr
+        if name == "landmarks_long":
+            observation = dataclasses.replace(observation, **GROSS_2D_ERRORS)
+            init, steps, lr = folders["landmarks"], args.second_steps, args.second_lr
+        cfg = ConditionedConfig(out_dir=str(args.runs / name), preset=stage.preset, kinds=kinds, steps=steps,
+                                batch_size=stage.batch_size, lr=lr, warmup_steps=100, masking=stage.masking,
+                                reprojection_rows=stage.reprojection_rows, init=str(init),
                                 pool="unused", ckpt_every=500, threads=args.threads, observation=observation)
         folders[name] = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
 
@@ -95,7 +110,7 @@ def main() -> None:
         print(name, json.dumps({k: v for k, v in row.items() if k.startswith("with")}), flush=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     if args.ship:
-        ship(folders["landmarks"], folders["keypoint_model"], args, report)
+        ship(folders["landmarks_long"], folders["keypoint_model"], args, report)
 
 
 def ship(landmark_model: Path, keypoint_model: Path, args: argparse.Namespace, report: dict) -> None:
@@ -118,8 +133,11 @@ def ship(landmark_model: Path, keypoint_model: Path, args: argparse.Namespace, r
     for key in ("recipe", "stage_minutes", "stages_skipped"):
         if key in keypoint_metrics:
             result[key] = keypoint_metrics[key]
-    result["landmark_finetune"] = {"init": "resources/baselines/keypoint_model", "steps": steps,
-                                   "train_minutes": seconds / 60, "lr": report["lr"],
+    first_steps, first_seconds = training_record(args.runs / "landmarks" / "final")
+    result["landmark_finetune"] = {"init": "resources/baselines/keypoint_model", "steps": first_steps + steps,
+                                   "train_minutes": (first_seconds + seconds) / 60,
+                                   "lr": f"{report['lr']:g}, then {args.second_lr:g}",
+                                   "gross_2d_errors": GROSS_2D_ERRORS,
                                    "noise_model": report["noise_model"], "command": report["command"]}
     result["model"] = "resources/default"
     install_model(landmark_model, default, result)

@@ -170,9 +170,15 @@ def _mega_recipe(m: dict) -> list[str]:
     text += f" (it reused the outputs of {reused} instead of running them)." if reused else "."
     tune = m.get("landmark_finetune")
     if tune:
+        lr = tune["lr"] if isinstance(tune["lr"], str) else f"{tune['lr']:g}"
+        gross = tune.get("gross_2d_errors")
         text += (f" That keypoint model (`{tune['init']}`) was then taught to read the detector's 3D landmarks: "
-                 f"{tune['steps']:,} more steps at learning rate {tune['lr']:g}, {tune['train_minutes']:.0f} minutes "
-                 f"(`{tune['command']}`).")
+                 f"{tune['steps']:,} more steps at learning rate {lr}, {tune['train_minutes']:.0f} minutes"
+                 + (f", the second half with the detector's measured gross 2D errors "
+                    f"({100 * gross['outlier_prob']:.0f} % of the keypoints off by "
+                    f"{100 * gross['outlier_error'][0]:.0f}-{100 * gross['outlier_error'][1]:.0f} % of the box)"
+                    if gross else "")
+                 + f" (`{tune['command']}`).")
     return ["", text]
 
 
@@ -458,8 +464,10 @@ def landmark_noise_section(noise: dict | None, trained: dict | None) -> str:
            f"the camera's x, y, z axes. Training simulates landmarks with this model "
            "(`resources/body/landmark_noise.json`).\n"]
     if trained:
-        out += [f"Warm starts from the keypoint model, {trained['steps']:,} steps each; deterministic PA-MPJPE on the "
-                f"{trained['people']} benchmark people, mm:\n",
+        longer = ("; `landmarks_long` continues `landmarks` with the detector's measured gross 2D keypoint errors "
+                  "and ships as `resources/default`" if "landmarks_long" in trained["models"] else "")
+        out += [f"Warm starts from the keypoint model, {trained['steps']:,} steps each{longer}; deterministic PA-MPJPE "
+                f"on the {trained['people']} benchmark people, mm:\n",
                 "| model | reads | with landmarks | without landmarks |", "|---|---|---|---|"]
         for name, row in trained["models"].items():
             lm = row.get("with_landmarks")
