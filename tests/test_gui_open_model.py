@@ -147,24 +147,26 @@ def test_a_folder_that_is_no_model_keeps_the_old_one(make_window, choose_folder,
     assert window.remembered_model == str(image_model)  # the remembered folder is not the bad one
 
 
-def test_start_up_restores_the_remembered_model_only_if_it_loads(make_window, image_model, body, qtbot, tmp_path):
+def _start_remembering(make_window, qtbot, ini, folder):
+    """A window started with ``folder`` as the remembered model, once its start-up model has loaded."""
     from PySide6.QtCore import QSettings
 
-    ini = tmp_path / "start.ini"
-    QSettings(str(ini), QSettings.Format.IniFormat).setValue("model/folder", str(image_model))
+    QSettings(str(ini), QSettings.Format.IniFormat).setValue("model/folder", str(folder))
     window = make_window(None, settings_path=ini)
     window.load_start_model()
     qtbot.waitUntil(lambda: window.session.engine is not None, timeout=WAIT_MS)
+    return window
+
+
+def test_start_up_restores_the_remembered_model_only_if_it_loads(make_window, image_model, body, qtbot, tmp_path):
+    ini = tmp_path / "start.ini"
+    window = _start_remembering(make_window, qtbot, ini, image_model)
     assert window.session.engine.name == "photo_reader" and "image+keypoints" in window.model_label.text()
     window.close()
 
     if not trained_model_available():
         pytest.skip("the shipped default model (resources/default) has not landed")
-    gone = tmp_path / "moved_away"
-    QSettings(str(ini), QSettings.Format.IniFormat).setValue("model/folder", str(gone))
-    again = make_window(None, settings_path=ini)
-    again.load_start_model()
-    qtbot.waitUntil(lambda: again.session.engine is not None, timeout=WAIT_MS)
+    again = _start_remembering(make_window, qtbot, ini, tmp_path / "moved_away")
     assert again.session.engine.name == "default" and "model: default (" in again.model_label.text()
     level, text = again.last_message
     assert level == "info" and "could not be loaded" in text and "moved_away" in text  # a status line, no dialog
