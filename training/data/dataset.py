@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from megaviewer.body.keypoints import COCO17_FLIP_PERMUTATION
-from megaviewer.model.conditioning import IMAGENET_MEAN, IMAGENET_STD
+from megaviewer.vision.crops import warp_crop
 from megaviewer.vision.detector import PersonDetection, crop_keypoints
 from training.data.dataset_format import BodyParams, PersonRecord, read_table
 
@@ -232,32 +232,10 @@ class DatasetReader:
 
     def _crop_image(self, image: np.ndarray, center: np.ndarray, side: float, lin: np.ndarray,
                     color: tuple[float, float, float]) -> torch.Tensor:
-        """Warp the box (turned and mirrored by ``lin``) to a square crop; crop pixel q ↔ (q / S)·2 − 1.
-
-        Zooming out by more than 2× first shrinks the image with area averaging, so the crop does not alias.
-        """
-        import cv2
-
+        """Warp the box (turned and mirrored by ``lin``) to a square crop; crop pixel q ↔ (q / S)·2 − 1: the
+        inference crop (:func:`megaviewer.vision.crops.warp_crop`) with the augmentation."""
         size = self.config.crop_size
-        half = size / 2.0
-        linear = lin * (size / side)  # image px -> crop px
-        zoom = size / side
-        if zoom < 0.5:
-            h, w = image.shape[:2]
-            new_w, new_h = max(1, round(w * 2 * zoom)), max(1, round(h * 2 * zoom))
-            fx, fy = new_w / w, new_h / h
-            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-            # cv2.resize maps pixel centres: p' = f·p + (f − 1)/2.
-            offset = np.array([(fx - 1) / 2, (fy - 1) / 2])
-            scale_back = np.diag([1 / fx, 1 / fy])
-            linear, center = linear @ scale_back, np.asarray(center) * [fx, fy] + offset
-        matrix = np.hstack([linear, (half - linear @ np.asarray(center, dtype=np.float64))[:, None]])
-        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=(0, 0, 0))
-        rgb = crop[..., ::-1].astype(np.float32) / 255.0
-        rgb = np.clip(rgb * np.asarray(color, dtype=np.float32), 0.0, 1.0)
-        rgb = (rgb - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+        return warp_crop(image, (float(center[0]), float(center[1])), side, (size, size), lin, color)
 
 
 def _permutation(values: Sequence[int] | np.ndarray, name: str) -> np.ndarray:
