@@ -28,12 +28,9 @@ def mpjpe(pred_joints: torch.Tensor, gt_joints: torch.Tensor) -> torch.Tensor:
     return (pred_joints - gt_joints).norm(dim=-1).mean(dim=-1) * MM
 
 
-def procrustes_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Similarity transform of ``source`` (..., P, 3) onto ``target`` minimising squared error."""
-    src_mean = source.mean(dim=-2, keepdim=True)
-    tgt_mean = target.mean(dim=-2, keepdim=True)
-    src = source - src_mean
-    tgt = target - tgt_mean
+def _rotation_and_gain(src: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kabsch on centred point sets: the rotation R (..., 3, 3) with R·src ≈ tgt (reflection fixed) and
+    trace(R·cov), the numerator of the optimal similarity scale."""
     cov = src.transpose(-1, -2) @ tgt  # (..., 3, 3)
     u, s, vh = torch.linalg.svd(cov)
     det = torch.det(vh.transpose(-1, -2) @ u.transpose(-1, -2))
@@ -41,8 +38,23 @@ def procrustes_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     fix[..., -1] = torch.sign(det)
     fix = torch.where(fix == 0, torch.ones_like(fix), fix)
     rot = vh.transpose(-1, -2) @ torch.diag_embed(fix) @ u.transpose(-1, -2)
+    return rot, (s * fix).sum(-1)
+
+
+def procrustes_rotation(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The rotation (..., 3, 3) that best turns ``source`` (..., P, 3) onto ``target``, both about their centroids."""
+    return _rotation_and_gain(center(source), center(target))[0]
+
+
+def procrustes_align(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Similarity transform of ``source`` (..., P, 3) onto ``target`` minimising squared error."""
+    src_mean = source.mean(dim=-2, keepdim=True)
+    tgt_mean = target.mean(dim=-2, keepdim=True)
+    src = source - src_mean
+    tgt = target - tgt_mean
+    rot, gain = _rotation_and_gain(src, tgt)
     var = (src**2).sum(dim=(-1, -2))
-    scale = (s * fix).sum(-1) / var.clamp_min(1e-12)
+    scale = gain / var.clamp_min(1e-12)
     return scale[..., None, None] * (src @ rot.transpose(-1, -2)) + tgt_mean
 
 

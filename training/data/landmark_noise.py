@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from megaviewer.body.keypoints import COCO17_FLIP_PERMUTATION
-from megaviewer.geometry.rotations import rotvec_to_matrix
+from megaviewer.geometry.metrics import procrustes_rotation
+from megaviewer.geometry.rotations import matrix_to_rotvec, rotvec_to_matrix
 
 HIPS = (11, 12)
 LIMB_BONES = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 11), (6, 12))
@@ -40,9 +41,9 @@ SWAP_RATIO = 0.7  # swapped labels explain the landmarks this much better -> a s
 REVERSED_DEG = 90.0
 
 
-def hip_centred(joints: np.ndarray) -> np.ndarray:
-    """(..., 17, 3) -> the same joints around the midpoint of the hips."""
-    return joints - joints[..., HIPS, :].mean(axis=-2, keepdims=True)
+def hip_centred(joints: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(..., 17, 3) -> the same joints around the midpoint of the hips (numpy arrays or tensors)."""
+    return joints - joints[..., list(HIPS), :].mean(-2, keepdims=True)
 
 
 def limb_length(joints: np.ndarray) -> np.ndarray:
@@ -51,24 +52,14 @@ def limb_length(joints: np.ndarray) -> np.ndarray:
 
 
 def best_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Kabsch: the rotation R (3, 3) minimising |R source_i - target_i| over centred point sets (17, 3)."""
-    h = (source - source.mean(0)).T @ (target - target.mean(0))
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    """The rotation R (3, 3) minimising |R source_i - target_i| over centred point sets (17, 3), in numpy."""
+    return procrustes_rotation(torch.from_numpy(np.asarray(source, np.float64)),
+                               torch.from_numpy(np.asarray(target, np.float64))).numpy()
 
 
 def rotation_vector(rot: np.ndarray) -> np.ndarray:
-    """(3, 3) -> axis · angle (rad)."""
-    angle = np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))
-    if angle < 1e-8:
-        return np.zeros(3)
-    axis = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
-    norm = np.linalg.norm(axis)
-    if norm < 1e-8:  # angle ~ pi: the axis from the symmetric part
-        w, v = np.linalg.eigh((rot + np.eye(3)) / 2.0)
-        return v[:, -1] * angle
-    return axis / norm * angle
+    """(3, 3) -> axis · angle (rad), in numpy."""
+    return matrix_to_rotvec(torch.from_numpy(np.asarray(rot, np.float64))).numpy()
 
 
 @dataclass
@@ -175,7 +166,7 @@ class LandmarkNoise:
         def uniform(*shape: int) -> torch.Tensor:
             return torch.rand(*shape, generator=g, dtype=dtype)
 
-        joints = joints_cam - joints_cam[:, HIPS].mean(dim=1, keepdim=True)
+        joints = hip_centred(joints_cam)
         joints = joints + tensor(self.offset_body) @ rot_cam.transpose(-1, -2).to(dtype)
         severity = torch.exp(self.log_severity_mean + self.log_severity_sd * normal(batch))
         rotvec = tensor(self.rotation_mean) + severity[:, None] * tensor(self.rotation_sd) * normal(batch, 3)
@@ -189,7 +180,7 @@ class LandmarkNoise:
         out = out + severity[:, None, None] * tensor(self.noise_sd) * normal(batch, 17, 3)
         swap = uniform(batch) < self.swap_prob
         out = torch.where(swap[:, None, None], out[:, list(COCO17_FLIP_PERMUTATION)], out)
-        out = out - out[:, HIPS].mean(dim=1, keepdim=True)
+        out = hip_centred(out)
         vis = (tensor(self.visibility_mean) + tensor(self.visibility_sd) * normal(batch, 17)).clamp(0.0, 1.0)
         return torch.cat([out, vis[..., None]], dim=-1)
 
