@@ -156,6 +156,7 @@ def render_people(meshes, count: int, seed: int, obs_config=None, progress: bool
 
 def pixels_of(people: RenderedPeople) -> np.ndarray:
     """The true pixel positions (B, 17, 2) of the rendered people's joints."""
-    joints = people.joints_cam.numpy()
-    size = np.array([[image.shape[1], image.shape[0]] for image in people.images], np.float64)
-    return people.focal.numpy()[:, None, None] * joints[..., :2] / joints[..., 2:3] + size[:, None] / 2.0
+    from megaviewer.camera import perspective_project
+
+    size = torch.tensor([[image.shape[1], image.shape[0]] for image in people.images], dtype=torch.float64)
+    return perspective_project(people.joints_cam.double(), people.focal.double(), size / 2.0).numpy()
