@@ -191,10 +191,11 @@ def bench_deterministic(engine: Engine, repeats: int = 30, warmup: int = 3) -> d
       camera placement, joint regression and the copies into the result.
     """
     from megaviewer import generate
+    from megaviewer.vision.landmarks import coco_landmarks
 
     inputs = engine_inputs(engine)
     raw = {k: v for k, v in inputs.items() if k in ("keypoints", "image", "landmarks_3d")}
-    landmarks = torch.from_numpy(raw["landmarks_3d"]) if "landmarks_3d" in raw else None
+    landmarks = coco_landmarks(raw["landmarks_3d"]) if "landmarks_3d" in raw else None
     dev = engine.device
 
     def total() -> None:

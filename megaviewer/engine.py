@@ -197,16 +197,16 @@ class Engine:
         return f"{self.name} ({kinds}, {self.tokenizer.config.body})"
 
     def _conditioning(self, keypoints, image, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The model's inputs; ``landmarks`` are the detector's 3D landmarks at the COCO-17 points (17, 4)
+        (:func:`megaviewer.vision.landmarks.coco_landmarks`)."""
         kinds = self.kinds
         cond: dict[str, torch.Tensor] = {}
         if "image" in kinds:
             cond["image"] = self._image_tensor(image)
         if "landmarks" in kinds:  # optional: a person without landmarks gets zeros, which the model reads as absent
-            from megaviewer.vision.landmarks import coco_landmarks
-
             batch = max(1, int(np.asarray(keypoints).size // 51)) if keypoints is not None else (
                 cond["image"].shape[0] if "image" in cond else 1)
-            lm = (coco_landmarks(landmarks) if landmarks is not None
+            lm = (landmarks if landmarks is not None
                   else torch.zeros(self.model.config.conditioning.num_landmarks, 4))
             cond["landmarks"] = lm.reshape(-1, *lm.shape[-2:]).expand(batch, -1, -1).to(self.device)
         if "keypoints" in kinds:
@@ -259,13 +259,14 @@ class Engine:
                              f"and side {crop.side}")
         if crop is not None and crop.focal is not None and not (np.isfinite(crop.focal) and crop.focal > 0):
             raise ValueError(f"crop box focal must be a positive number of pixels, got {crop.focal}")
-        landmarks = None
+        landmarks = coco = None
         if landmarks_3d is not None:
-            from megaviewer.vision.landmarks import parse_landmarks_3d
+            from megaviewer.vision.landmarks import coco_landmarks, parse_landmarks_3d
 
             landmarks = torch.from_numpy(parse_landmarks_3d(landmarks_3d))
+            coco = coco_landmarks(landmarks)  # what the model and the fit read
         clock = _StageClock(self.device)
-        inputs = self._conditioning(keypoints, image, landmarks)
+        inputs = self._conditioning(keypoints, image, coco)
         cond = self.model.encode_conditioning(inputs)
         if mode == "deterministic":
             out = generate.deterministic(self.model, cond, return_trace=return_trace)
@@ -280,7 +281,7 @@ class Engine:
         fit_keypoints = inputs.get("keypoints") if fit else None
         if fit and fit_keypoints is None and keypoints is not None:  # an image-only model: fit to the ones passed
             fit_keypoints = self._keypoint_tensor(keypoints)
-        result = self._assemble(mode, out, crop, fit_keypoints, clock, refine=refine, landmarks=landmarks)
+        result = self._assemble(mode, out, crop, fit_keypoints, clock, refine=refine, landmarks=coco)
         result.landmarks_3d = landmarks
         result.model = self.label()
         return result
@@ -304,7 +305,8 @@ class Engine:
     def _assemble(self, mode: str, out: generate.GenerationResult, crop: CropBox | None,
                   fit_keypoints: torch.Tensor | None, clock: _StageClock, refine: bool = False,
                   landmarks: torch.Tensor | None = None) -> RecoveryResult:
-        """Decode the tokens and place the meshes; ``fit_keypoints`` (B, 17, 3) crop coords turn the camera fit on."""
+        """Decode the tokens and place the meshes; ``fit_keypoints`` (B, 17, 3) crop coords turn the camera fit on,
+        and the fit of the bodies reads ``landmarks`` (17, 4) at the COCO-17 points when given."""
         tokens = out.tokens
         q = tokens.shape[0]
         canonical = self.tokenizer.decode(tokens).float()
@@ -325,7 +327,7 @@ class Engine:
                 if refine:
                     before = (canonical, rotation, cam)
                     refinement = refine_hypotheses(self.tokenizer, self.coco_regressor, tokens, rotation, cam, rows,
-                                                   self.refine_config, _coco_or_none(landmarks))
+                                                   self.refine_config, landmarks)
                     canonical = refinement.canonical_vertices.to(canonical.device)
                     rotation, cam = refinement.rotation.to(canonical.device), refinement.cam.to(canonical.device)
                     clock.lap("refine_ms")
@@ -354,14 +356,6 @@ class Engine:
             network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
             image_size=image_size, focal_source=focal_source, refinement=refinement, before_fit=before_fit,
         )
-
-
-def _coco_or_none(landmarks: torch.Tensor | None) -> torch.Tensor | None:
-    if landmarks is None:
-        return None
-    from megaviewer.vision.landmarks import coco_landmarks
-
-    return coco_landmarks(landmarks)
 
 
 def _placement(cam: torch.Tensor, crop: CropBox | None) -> tuple[torch.Tensor, float | None]:
