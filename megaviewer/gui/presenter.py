@@ -182,10 +182,17 @@ class Presenter:
         self.timeline.legend.setVisible(step is not None)  # the colour key only matters while scrubbing
         self._refresh_overlay(meshes, sample, step)
 
-    def _before_fit(self, frame: str = "display") -> np.ndarray | None:
-        """The shown hypothesis's body before the fit to the keypoints, when that view is on and it exists."""
+    def _shows_before_fit(self) -> bool:
+        """Whether the body before the fit is drawn: the view is on and the shown hypothesis was refined."""
         state = self.state
         if not state.before_fit or self.meshes is None or state.step is not None:
+            return False
+        meshes, sample = self.shown()
+        return meshes.result.before_fit is not None and sample >= 0
+
+    def _before_fit(self, frame: str = "display") -> np.ndarray | None:
+        """The shown hypothesis's body before the fit to the keypoints, when :meth:`_shows_before_fit`."""
+        if not self._shows_before_fit():
             return None
         meshes, sample = self.shown()
         return meshes.before_fit(sample, frame)
@@ -240,7 +247,7 @@ class Presenter:
             text += f" · step {state.step + 1}/{state.num_steps}"
         elif state.heatmap and state.has_spread:
             text += f" · per-vertex SD over {q} samples"
-        if self._before_fit() is not None:
+        if self._shows_before_fit():
             text += " · ghost and photo: the body before the fit to the keypoints"
         elif state.compare and self._ghost() is not None:
             text += " · ghost: " + ("mean" if state.sample == REFERENCE else "deterministic")
