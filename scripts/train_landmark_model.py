@@ -37,8 +37,6 @@ sys.path.insert(0, str(REPO))
 
 VARIANTS = {"landmarks": ("keypoints", "landmarks"), "keypoints": ("keypoints",),
             "landmarks_long": ("keypoints", "landmarks")}
-GROSS_2D_ERRORS = {"outlier_prob": 0.10, "outlier_error": (0.05, 0.25)}
-"""Training observations' keypoint outliers for ``landmarks_long``, from the detector's errors on renders."""
 
 
 def main() -> None:
@@ -65,7 +63,7 @@ def main() -> None:
     from megaviewer.paths import resources_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.data.observations import ObservationConfig
+    from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
     from training.evaluate import build_eval_set, deterministic_scores, landmark_observations
     from training.mega_conditioned import ConditionedConfig, train_conditioned
     from training.mega_pretrain import prepare_pool
@@ -118,6 +116,7 @@ def ship(landmark_model: Path, keypoint_model: Path, args: argparse.Namespace, r
     import shutil
 
     from megaviewer.paths import resources_dir
+    from training.data.observations import GROSS_2D_ERRORS
     from training.evaluate import run_evaluation
     from training.loop import training_record
     from training.run_recipe import install_model

@@ -8,6 +8,7 @@ checkpoint there, so a run of many hours continues on another machine from the r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
@@ -17,7 +18,8 @@ from pathlib import Path
 import torch
 
 from megaviewer.io.atomic import atomic_write_text
-from training.recipes import Recipe
+from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
+from training.recipes import MegaStage, Recipe
 from training.state import restore, snapshot
 
 STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned")
@@ -89,14 +91,12 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     from megaviewer.paths import tokenizer_dir as shipped_tokenizer_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.data.observations import ObservationConfig
     from training.evaluate import (
         BENCHMARK_PEOPLE,
         add_without_landmarks,
         build_eval_set,
         evaluate,
         format_table,
-        landmark_observations,
         observations_for,
     )
     from training.mega_conditioned import ConditionedConfig, train_conditioned
@@ -136,8 +136,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
                                                 weights=LossWeights(code_smoothing=m.code_smoothing,
                                                                     lifting=m.lifting),
                                                 kinds=("keypoints", "landmarks") if m.landmarks else None,
-                                                observation=landmark_observations() if m.landmarks else
-                                                ObservationConfig(), **common),
+                                                observation=_observations(m), **common),
                               tokenizer=tokenizer, pool=pool)
     if final.name != "final":
         return None
@@ -167,6 +166,14 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
             install_model(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
         print(f"installed into {default_model_dir().parent}")
     return result
+
+
+def _observations(stage: MegaStage) -> ObservationConfig:
+    """The simulated detector the conditioned stage trains on: landmarks and gross 2D errors as the stage says."""
+    from training.evaluate import landmark_observations
+
+    observation = landmark_observations() if stage.landmarks else ObservationConfig()
+    return dataclasses.replace(observation, **GROSS_2D_ERRORS) if stage.gross_2d_errors else observation
 
 
 def install_model(src: Path, dest: Path, metrics: dict | None = None) -> None:

@@ -42,6 +42,13 @@ RIGHT_LEG = (14, 16)
 LOWER_BODY = (11, 12, 13, 14, 15, 16)
 
 
+GROSS_2D_ERRORS: dict = {"outlier_prob": 0.10, "outlier_error": (0.05, 0.25)}
+"""Keypoint outliers as the real detector makes them: MediaPipe on rendered people puts 13.7 % of its points
+more than 5 % and 5.7 % more than 10 % of the box away (``scripts/measure_landmark_noise.py``), more and
+farther than :class:`ObservationConfig`'s defaults. Training on them makes the model lean less on a single
+wrong keypoint; ``dataclasses.replace(config, **GROSS_2D_ERRORS)`` applies them."""
+
+
 @dataclass
 class ObservationConfig:
     """Distributions of cameras, framing and detector errors (ranges are uniform unless said otherwise)."""
