@@ -2,9 +2,13 @@
 meshes, for the CLI, the GUI, the benchmarks and library users.
 
 ``Engine.from_pretrained()`` loads the shipped default (``resources/default`` + ``resources/tokenizer``)
-on CUDA when available, else the CPU. ``recover`` runs deterministic (one decoder pass with the cached
-encoder constant) or stochastic generation (Q samples in one batch, T steps) and decodes only the tokens
-it returns; the trace's per-step meshes are decoded lazily by :meth:`decode_tokens` when a viewer asks.
+on CUDA when available, else the CPU. A checkpoint folder with a ``tokenizer/`` subfolder (what
+``megaviewer-train pretrain`` / ``train`` write) brings its own tokenizer, and with it its body: a model
+trained on the user's SMPL topology finds its faces and COCO regressor in that tokenizer's
+``body.safetensors`` (:meth:`~megaviewer.body.assets.BodyAssets.for_tokenizer`). ``recover`` runs
+deterministic (one decoder pass with the cached encoder constant) or stochastic generation (Q samples in one
+batch, T steps) and decodes only the tokens it returns; the trace's per-step meshes are decoded lazily by
+:meth:`decode_tokens` when a viewer asks.
 
 GPU options (``Engine(..., half=True, compile=True)`` or the same keywords on ``from_pretrained``), applied
 only when the device is CUDA and ignored elsewhere (on a CPU fp16 matmuls are slower, not faster, and
@@ -58,6 +62,7 @@ import numpy as np
 import torch
 
 from megaviewer import generate
+from megaviewer.body.assets import BodyAssets
 from megaviewer.camera_fit import fit_camera as fit_camera_to_keypoints
 from megaviewer.geometry.rotations import rot6d_to_matrix
 from megaviewer.model.mega import Mega, load_mega
@@ -82,8 +87,22 @@ class CropBox:
     focal_source: str | None = None
 
 
+TOKENIZER_SUBDIR = "tokenizer"
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def tokenizer_folder(model_dir: str | Path, tokenizer_path: str | Path | None = None) -> Path:
+    """The tokenizer of a MEGA checkpoint folder: ``tokenizer_path`` when given, else the folder's ``tokenizer/``
+    (the copy ``megaviewer-train`` keeps of the tokenizer the run used) when it holds one, else the shipped one."""
+    from megaviewer.paths import tokenizer_dir
+
+    if tokenizer_path is not None:
+        return Path(tokenizer_path)
+    own = Path(model_dir) / TOKENIZER_SUBDIR
+    return own if (own / "config.json").exists() else tokenizer_dir()
 
 
 def _in_precision(method: Callable) -> Callable:
@@ -99,12 +118,22 @@ def _in_precision(method: Callable) -> Callable:
     return wrapper
 
 
+def model_name(folder: Path) -> str:
+    """What the app and ``infer`` call a checkpoint folder: its name, or its run's for a run's ``final/``
+    (``runs/my_model/final`` -> ``my_model``), which is how people name what they trained."""
+    folder = Path(folder)
+    return folder.parent.name if folder.name == "final" and folder.parent.name else folder.name
+
+
 class Engine:
     def __init__(self, model: Mega, tokenizer: MeshVQVAE, coco_regressor: torch.Tensor,
                  device: torch.device | str | None = None, name: str = "custom",
                  unconditional_model: Mega | None = None, half: bool = False, compile: bool = False,
-                 faces: torch.Tensor | None = None, fit_camera: bool = DEFAULTS.fit_camera):
+                 faces: torch.Tensor | None = None, fit_camera: bool = DEFAULTS.fit_camera,
+                 assets: BodyAssets | None = None):
+        """``assets``: the topology data of the tokenizer's body (default: found from the tokenizer)."""
         self.device = torch.device(device) if device is not None else default_device()
+        self._assets = assets
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer.to(self.device).eval()
         self.unconditional_model = unconditional_model.to(self.device).eval() if unconditional_model else None
@@ -140,35 +169,40 @@ class Engine:
                     module.compile(**options)
 
     def _faces(self) -> torch.Tensor:
-        from megaviewer.body.assets import BodyAssets
+        return self.assets.faces
 
-        return BodyAssets.load(self.tokenizer.config.body).faces
+    @property
+    def assets(self) -> BodyAssets:
+        """Faces, template, COCO regressor and display upsampling of the body the tokenizer decodes: what exports,
+        renders and the app draw with (loaded on first use when the engine was built without them)."""
+        if self._assets is None:
+            self._assets = BodyAssets.for_tokenizer(self.tokenizer)
+        return self._assets
 
     # ---------------------------------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: torch.device | str | None = None,
                         tokenizer_path: str | Path | None = None, half: bool = False,
                         compile: bool = False, fit_camera: bool = DEFAULTS.fit_camera) -> Engine:
-        """Load a MEGA checkpoint folder (default: shipped) and its tokenizer (default: shipped).
+        """Load a MEGA checkpoint folder (default: shipped) and its tokenizer: ``tokenizer_path`` when given, else
+        the folder's own ``tokenizer/`` subfolder when it has one, else the shipped one.
 
         ``half`` / ``compile`` are the CUDA-only speed options and ``fit_camera`` the camera fit of the module
         docstring.
         """
-        from megaviewer.body.assets import BodyAssets
-        from megaviewer.paths import default_model_dir, resources_dir, tokenizer_dir
+        from megaviewer.paths import default_model_dir, resources_dir
 
         folder = Path(path) if path is not None else default_model_dir()
         dev = torch.device(device) if device is not None else default_device()
         model = load_mega(folder, map_location=dev)
-        tok_folder = Path(tokenizer_path) if tokenizer_path is not None else tokenizer_dir()
-        tokenizer = MeshVQVAE.from_pretrained(tok_folder, map_location=dev)
+        tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(folder, tokenizer_path), map_location=dev)
         uncond_dir = folder / "unconditional" if (folder / "unconditional").exists() else None
         if uncond_dir is None and path is None and (resources_dir() / "pretrained").exists():
             uncond_dir = resources_dir() / "pretrained"
         uncond = load_mega(uncond_dir, map_location=dev) if uncond_dir is not None else None
-        assets = BodyAssets.load(tokenizer.config.body)
-        return cls(model, tokenizer, assets.coco_regressor, dev, name=folder.name, unconditional_model=uncond,
-                   half=half, compile=compile, faces=assets.faces, fit_camera=fit_camera)
+        assets = BodyAssets.for_tokenizer(tokenizer)
+        return cls(model, tokenizer, assets.coco_regressor, dev, name=model_name(folder), unconditional_model=uncond,
+                   half=half, compile=compile, faces=assets.faces, fit_camera=fit_camera, assets=assets)
 
     def describe(self) -> dict:
         return {"model": self.name, "device": str(self.device),

@@ -172,3 +172,31 @@ def test_start_up_restores_the_remembered_model_only_if_it_loads(make_window, im
     assert level == "info" and "could not be loaded" in text and "moved_away" in text  # a status line, no dialog
     assert again.statusBar().currentMessage().startswith("The last model could not be loaded")
     assert again.remembered_model == ""  # the next start goes straight to the default
+
+
+@pytest.fixture(scope="module")
+def dataset_model(tmp_path_factory) -> Path:
+    """A model trained (two steps) on a dataset folder of rendered people by ``megaviewer-train train --data``."""
+    from training.cli import main
+    from training.data.demo_dataset import write_demo_dataset
+
+    root = tmp_path_factory.mktemp("dataset_model")
+    data = write_demo_dataset(root / "data", 6, seed=5).parent
+    assert main(["train", "--data", str(data), "--out", str(root / "my_photos"), "--preset", "test_tiny",
+                 "--backbone", "resnet18", "--image-size", "64", "--steps", "2", "--batch-size", "2", "--warmup", "1",
+                 "--workers", "0", "--no-progress"]) == 0
+    return root / "my_photos" / "final"
+
+
+def test_open_a_model_trained_on_a_dataset(make_window, choose_folder, dataset_model, qtbot):
+    window = make_window(tiny_engine(seed=0))
+    window.session.show_image(photo())
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=WAIT_MS)
+    choose_folder(dataset_model)
+    window.actions_by_name["open_model"].trigger()
+    label = "my_photos (image, anny)"
+    qtbot.waitUntil(lambda: window.state.result is not None and window.state.result.model == label, timeout=WAIT_MS)
+    assert window.session.engine.label() == label and window.model_label.text().startswith(f"model: {label}")
+    assert f"model: {label}" in window.controls.summary.text()
+    image = window.viewport.screenshot()  # the new body is drawn: far more than the background's colours
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 50

@@ -9,11 +9,13 @@ from pathlib import Path
 
 
 def _tokenizer_parser(sub) -> None:
+    from training.data.bodies import add_body_arguments
     from training.data.priors import PRIOR_KINDS
     from training.tokenizer import TokenizerTrainConfig
 
     d = TokenizerTrainConfig()  # every default below is the config's own
-    p = sub.add_parser("tokenizer", help="train the Mesh-VQ-VAE tokenizer on synthetic Anny meshes")
+    p = sub.add_parser("tokenizer", help="train the Mesh-VQ-VAE tokenizer on synthetic Anny (or your SMPL) meshes")
+    add_body_arguments(p, what="the meshes (smpl / smplh: the topology of your file; docs/smpl.md)")
     p.add_argument("--out", default=d.out_dir, help="run folder (checkpoints, TensorBoard, final/)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -33,6 +35,7 @@ def _tokenizer_parser(sub) -> None:
     e.add_argument("checkpoint", nargs="?", default=None, help="checkpoint folder (default: shipped)")
     e.add_argument("--count", type=int, default=1024)
     e.add_argument("--json", default=None, help="write the metrics to this JSON file")
+    add_body_arguments(e, default=None, what="the held-out meshes (default: the tokenizer's body)")
 
 
 def _run_tokenizer(args) -> int:
@@ -41,10 +44,9 @@ def _run_tokenizer(args) -> int:
     cfg = config_from_args(args)
     final = train_tokenizer(cfg)
     from megaviewer.tokenizer.model import MeshVQVAE
-    from training.data.meshes import SyntheticMeshes
 
     if final.name == "final":
-        result = evaluate_tokenizer(MeshVQVAE.from_pretrained(final), SyntheticMeshes(), args.eval_count)
+        result = evaluate_tokenizer(MeshVQVAE.from_pretrained(final), cfg.body_spec.meshes(), args.eval_count)
         write_metrics(final / "metrics.json", result)
         print(json.dumps(result, indent=2))
     return 0
@@ -52,11 +54,15 @@ def _run_tokenizer(args) -> int:
 
 def _run_eval_tokenizer(args) -> int:
     from megaviewer.tokenizer.model import MeshVQVAE
-    from training.data.meshes import SyntheticMeshes
+    from training.data.bodies import BodySpec
     from training.tokenizer import evaluate_tokenizer, write_metrics
 
     model = MeshVQVAE.from_pretrained(args.checkpoint)
-    result = evaluate_tokenizer(model, SyntheticMeshes(), args.count)
+    body = args.body or model.config.body
+    if body != model.config.body:
+        raise ValueError(f"{args.checkpoint or 'the shipped tokenizer'} encodes {model.config.body!r} meshes, "
+                         f"not {body!r}")
+    result = evaluate_tokenizer(model, BodySpec(body, args.model_path, args.gender).meshes(), args.count)
     print(json.dumps(result, indent=2))
     if args.json:
         write_metrics(Path(args.json), result)
@@ -111,6 +117,7 @@ def _mega_common(p) -> None:
     """Options shared by ``pretrain`` and ``train`` (MEGA on the tokenised mesh pool)."""
     from megaviewer.masking import SCHEDULES
     from megaviewer.model.config import list_presets
+    from training.data.bodies import add_body_arguments
     from training.mega_pretrain import PretrainConfig
 
     d = PretrainConfig()  # every default below is the config's own
@@ -124,8 +131,9 @@ def _mega_common(p) -> None:
     p.add_argument("--warmup", type=int, default=d.warmup_steps, help="linear warm-up steps")
     p.add_argument("--masking", default=d.masking, choices=sorted(SCHEDULES),
                    help="cosine (original), linear / full (ablations), cosine_full (half the batches fully masked)")
-    p.add_argument("--pool", default=d.pool,
-                   help="mesh pool file; built with --tokenizer and cached here if missing")
+    p.add_argument("--pool", default=None,
+                   help=f"mesh pool file; built with --tokenizer and cached here if missing (default {d.pool}, "
+                        "for smpl / smplh runs/pool_<body>.safetensors)")
     p.add_argument("--pool-size", type=int, default=None,
                    help="meshes in the pool (default: the existing file's size, or 100000 when building)")
     p.add_argument("--pool-seed", type=int, default=d.pool_seed)
@@ -136,6 +144,7 @@ def _mega_common(p) -> None:
     p.add_argument("--stop-at", type=int, default=None, help="end this invocation after N steps (resumable)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_body_arguments(p, what="the tokenizer and the pool (smpl / smplh: --model-path builds the pool; docs/smpl.md)")
 
 
 def _mega_parsers(sub) -> None:
@@ -143,11 +152,15 @@ def _mega_parsers(sub) -> None:
     p.add_argument("--out", default="runs/pretrain", help="run folder (checkpoints, TensorBoard, final/)")
     _mega_common(p)
 
-    t = sub.add_parser("train", help="keypoint-conditioned MEGA training (HMR stage)")
-    t.add_argument("--out", default="runs/mega", help="run folder (checkpoints, TensorBoard, final/)")
+    t = sub.add_parser("train", help="conditioned MEGA training (HMR stage): synthetic keypoints, or a dataset folder")
+    t.add_argument("--out", default=None,
+                   help="run folder (checkpoints, TensorBoard, final/); default runs/mega or runs/mega_dataset")
     t.add_argument("--init", default=None,
                    help="pre-trained checkpoint folder (e.g. runs/pretrain/final); omit = w/o pre-training")
-    t.add_argument("--kinds", default=None, help="conditioners, comma-separated (default: the preset's)")
+    t.add_argument("--condition", "--kinds", dest="kinds", default=None,
+                   help="what the model reads, comma-separated: keypoints, landmarks, image (default: the "
+                        "preset's; with --data: image)")
+    _dataset_options(t)
     t.add_argument("--reprojection-rows", type=int, default=None,
                    help="score the 2D loss on this many samples per batch (default: all, as the original)")
     t.add_argument("--geometry-weight", type=float, default=0.0,
@@ -172,17 +185,39 @@ def _mega_parsers(sub) -> None:
     i.add_argument("--no-progress", action="store_true")
 
 
+def _dataset_options(t) -> None:
+    """Options of training on a dataset folder (docs/dataset.md); without ``--data`` training is synthetic."""
+    from training.mega_dataset import DatasetTrainConfig
+
+    d = DatasetTrainConfig()
+    t.add_argument("--data", default=None, help="dataset folder (images + people.jsonl/npz): train on real images")
+    t.add_argument("--backbone", default=d.backbone,
+                   help="timm image backbone, e.g. resnet50, hrnet_w48, vit_base_patch16_224")
+    t.add_argument("--backbone-weights", default=None,
+                   help="local .safetensors weights of the timm backbone; default: random init")
+    t.add_argument("--image-size", type=int, default=d.image_size, help="crop side in pixels")
+    t.add_argument("--val-split", default=d.val_split,
+                   help="split evaluated at the end (default val; without any, a fixed tenth of the images)")
+    t.add_argument("--workers", type=int, default=d.workers, help="threads reading images")
+    t.add_argument("--no-augment", action="store_true", help="no scale/rotation/flip/colour augmentation")
+    t.add_argument("--no-amp", action="store_true", help="full precision on CUDA (default: bfloat16 autocast)")
+    t.add_argument("--head-dropout", type=float, default=None, help="rotation/camera head dropout (default: preset's)")
+
+
 def _mega_config(args, cls):
     from dataclasses import fields
 
     from training.mega_losses import LossWeights
+    from training.mega_pretrain import default_pool_path
 
     values = {"out_dir": args.out, "preset": args.preset, "steps": args.steps, "batch_size": args.batch_size,
               "lr": args.lr, "base_lr": args.base_lr, "weight_decay": args.weight_decay,
-              "warmup_steps": args.warmup, "masking": args.masking, "pool": args.pool,
+              "warmup_steps": args.warmup, "masking": args.masking,
+              "pool": args.pool if args.pool is not None else default_pool_path(args.body),
               "pool_size": args.pool_size, "pool_seed": args.pool_seed, "tokenizer": args.tokenizer,
               "seed": args.seed, "ckpt_every": args.ckpt_every, "log_every": args.log_every,
-              "stop_at": args.stop_at, "threads": args.threads, "progress": not args.no_progress}
+              "stop_at": args.stop_at, "threads": args.threads, "progress": not args.no_progress,
+              "body": args.body, "model_path": args.model_path, "gender": args.gender}
     names = {f.name for f in fields(cls)}
     if "init" in names:
         values["init"] = args.init
@@ -208,9 +243,28 @@ def _run_pretrain(args) -> int:
 
 
 def _run_train(args) -> int:
+    if args.data is not None:
+        return _run_train_dataset(args)
     from training.mega_conditioned import ConditionedConfig, train_conditioned
 
+    args.out = args.out or "runs/mega"
     _report_final(train_conditioned(_mega_config(args, ConditionedConfig)))
+    return 0
+
+
+def _run_train_dataset(args) -> int:
+    from dataclasses import replace
+
+    from training.data.dataset import AugmentConfig
+    from training.mega_dataset import DatasetTrainConfig, train_on_dataset
+
+    args.out = args.out or "runs/mega_dataset"
+    cfg = _mega_config(args, DatasetTrainConfig)
+    cfg = replace(cfg, data=args.data, kinds=cfg.kinds or ("image",), backbone=args.backbone,
+                  backbone_weights=args.backbone_weights, image_size=args.image_size, val_split=args.val_split,
+                  workers=args.workers, amp=not args.no_amp, head_dropout=args.head_dropout,
+                  augment=AugmentConfig(enabled=not args.no_augment))
+    _report_final(train_on_dataset(cfg))
     return 0
 
 

@@ -39,6 +39,7 @@ class EvalSet:
     keypoints: torch.Tensor  # (B, 17, 3) crop-normalised observations
     rot_cam: torch.Tensor  # (B, 3, 3)
     landmarks: torch.Tensor | None = None  # (B, 17, 4) simulated 3D landmarks, when the observations have them
+    images: torch.Tensor | None = None  # (B, 3, S, S) normalised crops, for image-conditioned models (datasets)
 
     def conditioning(self, kinds: tuple[str, ...], rows: slice = slice(None)) -> dict[str, torch.Tensor]:
         """The inputs a model conditioned on ``kinds`` reads, for ``rows``; a landmark model evaluated on a
@@ -48,10 +49,14 @@ class EvalSet:
         if "landmarks" in kinds:
             out["landmarks"] = (self.landmarks[rows] if self.landmarks is not None
                                 else torch.zeros(kp.shape[0], kp.shape[1], 4))
+        if "image" in kinds:
+            if self.images is None:
+                raise ValueError("this evaluation set has no images for an image-conditioned model")
+            out["image"] = self.images[rows]
         return {k: out[k] for k in kinds}
 
     def without_landmarks(self) -> EvalSet:
-        return EvalSet(self.vertices, self.keypoints, self.rot_cam)
+        return EvalSet(self.vertices, self.keypoints, self.rot_cam, images=self.images)
 
 
 def observations_for(model: Mega) -> ObservationConfig:

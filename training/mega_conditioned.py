@@ -36,9 +36,12 @@ from training.mega_pretrain import (
     PretrainConfig,
     build_mega,
     check_run_config,
+    check_tokenizer_body,
     env_rank,
+    finish,
     load_tokenizer,
     model_device,
+    pool_meshes,
     prepare_pool,
 )
 
@@ -56,7 +59,6 @@ class ConditionedConfig(PretrainConfig):
     kinds: tuple[str, ...] | None = None
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     weights: LossWeights = field(default_factory=LossWeights)
-    body: str = "anny"
     # 2D loss on this many samples of each batch (None: all, as the original); see training.mega_losses.
     reprojection_rows: int | None = None
 
@@ -112,10 +114,14 @@ def _grows_input(saved: torch.Tensor, mine: torch.Tensor) -> bool:
     return saved.ndim == 2 and mine.ndim == 2 and saved.shape[0] == mine.shape[0] and saved.shape[1] < mine.shape[1]
 
 
-def keypoint_regressor(body: str = "anny") -> torch.Tensor:
-    """The COCO-17 regressor (17, V) of the working mesh, from the shipped body assets (no Anny build)."""
+def keypoint_regressor(body: str = "anny", tokenizer: MeshVQVAE | None = None) -> torch.Tensor:
+    """The COCO-17 regressor (17, V) of the working mesh without building the body: the body data of
+    ``tokenizer`` when given (for SMPL the ``body.safetensors`` of its folder, made from the SMPL body's own
+    regressor), else the shipped assets of ``body``."""
     from megaviewer.body.assets import BodyAssets
 
+    if tokenizer is not None:
+        return BodyAssets.for_tokenizer(tokenizer).coco_regressor.float()
     return BodyAssets.load(body).coco_regressor.float()
 
 
@@ -211,9 +217,11 @@ def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer)
+    check_tokenizer_body(cfg, tokenizer)
     if pool is None:
-        pool = prepare_pool(cfg.pool, tokenizer, cfg.pool_size, cfg.pool_seed, progress=cfg.progress)
-    regressor = regressor if regressor is not None else keypoint_regressor(cfg.body)
+        pool = prepare_pool(cfg.pool, tokenizer, cfg.pool_size, cfg.pool_seed, meshes=pool_meshes(cfg, tokenizer),
+                            progress=cfg.progress)
+    regressor = regressor if regressor is not None else keypoint_regressor(cfg.body, tokenizer)
     check_run_config(cfg.out_dir, run_settings(cfg, pool))
     torch.manual_seed(cfg.seed)
     model = build_mega(cfg.preset, tokenizer, kinds=cfg.kinds)
@@ -224,4 +232,4 @@ def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None
                   f"{len(report.fresh)} new", flush=True)
     task = ConditionedTask(model, pool, tokenizer, regressor, cfg.batch_size, cfg.masking, cfg.observation,
                            cfg.weights, cfg.reprojection_rows)
-    return train(task, cfg.loop_config())
+    return finish(train(task, cfg.loop_config()), tokenizer)

@@ -10,6 +10,12 @@ Also home to what pre-training and conditioned training share: loading the froze
 (or loading) the mesh pool -- once, on rank 0 under torchrun --, building a MEGA sized to the tokenizer
 and guarding a resumed run against a changed data/masking setup (the loop only fingerprints the model
 config, which is what ``final/config.json`` must hold for ``load_mega``).
+
+Bodies: the pool's meshes are posed through the tokenizer's body. Anny is shipped; for a tokenizer trained on
+the user's SMPL / SMPL-H file (``megaviewer-train tokenizer --body smpl``) the config names that body and file
+(``body``, ``model_path``, ``gender``), which is needed only when the pool must be built. Every finished run
+keeps a copy of its tokenizer in ``final/tokenizer/`` (:mod:`training.tokenizer_bundle`), which
+``Engine.from_pretrained`` reads, so the checkpoint folder is self-contained.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from megaviewer.masking import SCHEDULES as MASKINGS
 from megaviewer.masking import sample_visible_mask
 from megaviewer.model import Mega, get_preset
 from megaviewer.tokenizer.model import MeshVQVAE
+from training.data.bodies import BodySpec
 from training.data.pool import MeshPool
 from training.loop import LoopConfig, find_last_checkpoint, train
 from training.mega_losses import masked_token_loss
 
 DEFAULT_POOL_SIZE = 100_000
+DEFAULT_POOL = "runs/pool.safetensors"
 RUN_CONFIG_NAME = "run_config.json"
 POOL_WAIT_S = 4 * 3600.0
 
@@ -57,7 +65,7 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 500
     masking: str = "cosine"
-    pool: str = "runs/pool.safetensors"
+    pool: str = DEFAULT_POOL
     pool_size: int | None = None
     pool_seed: int = 0
     tokenizer: str | None = None
@@ -67,10 +75,15 @@ class PretrainConfig:
     threads: int = 0
     progress: bool = True
     stop_at: int | None = None
+    # The tokenizer's body; smpl / smplh: pool meshes are posed through the user's model file (or its folder).
+    body: str = "anny"
+    model_path: str | None = None
+    gender: str = "neutral"
 
     def __post_init__(self) -> None:
         if self.masking not in MASKINGS:
             raise ValueError(f"masking must be one of {sorted(MASKINGS)}, got {self.masking!r}")
+        BodySpec(self.body, self.model_path, self.gender)  # an unknown body name fails here
 
     @property
     def effective_lr(self) -> float:
@@ -114,9 +127,44 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
+def default_pool_path(body: str = "anny") -> str:
+    """Where a run caches its pool by default: one file per body, so an SMPL run never meets an Anny pool."""
+    return DEFAULT_POOL if body == "anny" else str(Path(DEFAULT_POOL).with_name(f"pool_{body}.safetensors"))
+
+
+def check_tokenizer_body(cfg: PretrainConfig, tokenizer: MeshVQVAE) -> None:
+    """The run's ``body`` must be the tokenizer's: its tokens encode that body's topology only."""
+    if tokenizer.config.body != cfg.body:
+        where = cfg.tokenizer or "the shipped tokenizer"
+        hint = f"--body {tokenizer.config.body}" + (" --model-path FILE" if tokenizer.config.body != "anny" else "")
+        raise ValueError(f"{where} encodes {tokenizer.config.body!r} meshes but the run is for {cfg.body!r} "
+                         f"bodies; pass {hint}")
+
+
+def pool_meshes(cfg: PretrainConfig, tokenizer: MeshVQVAE):
+    """What :func:`prepare_pool` poses when the pool is missing: ``None`` (its default, Anny) for Anny, else a
+    function loading the user's body (so the SMPL file is needed only when a pool is built), checked against
+    the tokenizer's topology."""
+    spec = BodySpec(cfg.body, cfg.model_path, cfg.gender)
+    if not spec.needs_model_file:
+        return None
+
+    def load():
+        from training.tokenizer import check_body_matches
+
+        meshes = spec.meshes()
+        check_body_matches(tokenizer, meshes.body)
+        return meshes
+
+    return load
+
+
 def prepare_pool(path: str | Path, tokenizer: MeshVQVAE, size: int | None = None, seed: int = 0,
                  meshes=None, progress: bool = True) -> MeshPool:
     """Load the pool at ``path`` (checked against ``tokenizer``), building and caching it if missing.
+
+    ``meshes``: a :class:`~training.data.meshes.SyntheticMeshes` to pose (default: Anny's), or a function
+    returning one, called only when the pool is built.
 
     Under torchrun only rank 0 builds (posing ~100k meshes takes minutes); the other ranks wait for the
     pool's JSON side file, which :meth:`MeshPool.save` writes last, then load the same file, so every rank
@@ -130,6 +178,8 @@ def prepare_pool(path: str | Path, tokenizer: MeshVQVAE, size: int | None = None
             from training.data.meshes import SyntheticMeshes
 
             count = size if size is not None else DEFAULT_POOL_SIZE
+            if callable(meshes):
+                meshes = meshes()
             pool = MeshPool.build(tokenizer, meshes or SyntheticMeshes(), count, seed, progress=progress)
             pool.save(path)
             print(f"megaviewer-train: built a pool of {count} meshes at {path}", flush=True)
@@ -228,13 +278,24 @@ def pretrain(cfg: PretrainConfig, tokenizer: MeshVQVAE | None = None, pool: Mesh
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer)
+    check_tokenizer_body(cfg, tokenizer)
     if pool is None:
-        pool = prepare_pool(cfg.pool, tokenizer, cfg.pool_size, cfg.pool_seed, progress=cfg.progress)
+        pool = prepare_pool(cfg.pool, tokenizer, cfg.pool_size, cfg.pool_seed, meshes=pool_meshes(cfg, tokenizer),
+                            progress=cfg.progress)
     check_run_config(cfg.out_dir, run_settings(cfg, pool))
     torch.manual_seed(cfg.seed)
     model = build_mega(cfg.preset, tokenizer, kinds=())
     task = PretrainTask(model, pool.tokens, cfg.batch_size, cfg.masking)
-    return train(task, cfg.loop_config())
+    return finish(train(task, cfg.loop_config()), tokenizer)
+
+
+def finish(final: Path, tokenizer: MeshVQVAE) -> Path:
+    """After a finished run (not a ``stop_at`` checkpoint), keep the tokenizer it used in ``final/tokenizer/``."""
+    from training.tokenizer_bundle import bundle_tokenizer
+
+    if final.name == "final" and env_rank() == 0:
+        bundle_tokenizer(tokenizer, final)
+    return final
 
 
 def describe(cfg: Any) -> str:

@@ -4,6 +4,12 @@ Loss as the original (docs/original-implementation.md §3.5): mean per-vertex Eu
 (centroid-centred) reconstruction and the target, plus the quantiser's commitment term. Dead codes are
 restarted every ``restart_every`` steps. Evaluation reports PVE / MPJPE / PA-MPJPE in mm (COCO-17 joints
 regressed from the meshes), codebook usage and perplexity on a held-out set.
+
+Bodies: Anny by default; with ``TokenizerConfig.body`` = ``smpl`` / ``smplh`` and the user's model file
+(``TokenizerTrainConfig.model_path``), meshes are posed through that file (:mod:`training.data.bodies`, pose prior
+:mod:`megaviewer.body.smpl_pose_prior`), the level sizes follow from its vertex count
+(:mod:`megaviewer.tokenizer.levels`) and the final folder gets the topology data inference needs
+(``body.safetensors``: faces, rest mesh, COCO-17 regressor), derived from the user's licensed file.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from torch import nn
 
 from megaviewer.geometry import metrics
 from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
+from training.data.bodies import BodySpec
 from training.data.meshes import ChunkedMeshStream, SyntheticMeshes
 from training.loop import LoopConfig, train
 
@@ -41,6 +48,13 @@ class TokenizerTrainConfig:
     stop_at: int | None = None  # end this invocation after that many steps (resumable)
     progress: bool = True
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    # SMPL / SMPL-H (tokenizer.body): the user's model file or its folder, and which gender's file.
+    model_path: str | None = None
+    gender: str = "neutral"
+
+    @property
+    def body_spec(self) -> BodySpec:
+        return BodySpec(self.tokenizer.body, self.model_path, self.gender)
 
 
 class TokenizerTask:
@@ -75,25 +89,80 @@ class TokenizerTask:
             self.model.quantizer.restart_dead_codes(generator)
 
 
-def build_tokenizer(config: TokenizerConfig, body=None) -> MeshVQVAE:
-    """A fresh tokenizer on the body's template, with the hierarchy taken from (or added to) the cache."""
+def build_tokenizer(config: TokenizerConfig, body=None, cache_folder: Path | None = None) -> MeshVQVAE:
+    """A fresh tokenizer on the body's template, with the hierarchy taken from (or added to) the cache.
+
+    ``body``: a :class:`~megaviewer.body.base.BodyModel` whose own mesh is the topology (SMPL from the user's
+    file); default: the shipped assets of ``config.body``. ``cache_folder``: where the hierarchy is cached
+    (default ``resources/tokenizer``; pass the run folder for a body that must not leave the user's folders).
+    """
     from megaviewer.body.assets import BodyAssets
     from megaviewer.tokenizer.cache import load_or_build_hierarchy
 
-    assets = BodyAssets.load(config.body)
+    if body is not None and body.name != config.body:
+        raise ValueError(f"the tokenizer config is for the {config.body!r} body but the body given is {body.name!r}")
+    assets = BodyAssets.from_body(body) if body is not None else BodyAssets.load(config.body)
     if assets.num_vertices != config.level_sizes[0]:
         raise ValueError(f"level_sizes[0]={config.level_sizes[0]} but the {config.body} mesh has "
                          f"{assets.num_vertices} vertices")
-    hierarchy = load_or_build_hierarchy(assets.template.numpy(), assets.faces.numpy(), config.level_sizes)
+    hierarchy = load_or_build_hierarchy(assets.template.numpy(), assets.faces.numpy(), config.level_sizes,
+                                        cache_folder)
     return MeshVQVAE(config, hierarchy, assets.template)
 
 
+def fit_levels_to_body(config: TokenizerConfig, num_vertices: int) -> None:
+    """Give a config for a user body the level sizes of :func:`~megaviewer.tokenizer.levels.level_sizes_for`,
+    unless it already states sizes for this vertex count (a config built for another mesh cannot fit)."""
+    from megaviewer.tokenizer.levels import level_sizes_for
+
+    if config.level_sizes[0] != num_vertices:
+        config.level_sizes = level_sizes_for(num_vertices, len(config.level_sizes))
+
+
+def save_body_data(folder: Path, body) -> Path:
+    """Write ``body.safetensors`` (faces, rest mesh, COCO-17 regressor; display = working mesh) into a tokenizer
+    folder, so that inference on it never needs the user's model file. The data is derived from that licensed
+    file: the header says so, and such folders are for the user's own use only (docs/smpl.md)."""
+    from megaviewer.body.assets import BODY_FILE, BodyAssets
+
+    source = getattr(body, "model_file", None)
+    metadata = {"body": body.name, "gender": str(getattr(body, "gender", "")),
+                "derived_from": Path(source).name if source is not None else "",
+                "licence": "derived from the user's licensed body model file; do not redistribute"}
+    path = Path(folder) / BODY_FILE
+    BodyAssets.from_body(body).save(path, metadata)
+    return path
+
+
+def check_body_matches(tokenizer: MeshVQVAE, body) -> None:
+    """Refuse meshes of another topology than the tokenizer's (e.g. another SMPL file): their vertex ids mean
+    other points of the body, so every figure and token would be wrong."""
+    from megaviewer.body.assets import BodyAssets
+
+    if body.name != tokenizer.config.body:
+        raise ValueError(f"the tokenizer encodes {tokenizer.config.body!r} meshes but the body is {body.name!r}")
+    if body.num_vertices != tokenizer.num_vertices:
+        raise ValueError(f"the tokenizer encodes meshes of {tokenizer.num_vertices} vertices but this "
+                         f"{body.name} model has {body.num_vertices}: not the model file it was trained with")
+    if body.name != "anny":
+        expected = BodyAssets.for_tokenizer(tokenizer).faces
+        if not torch.equal(expected.long().cpu(), body.faces.long().cpu()):
+            raise ValueError(f"this {body.name} model's faces differ from the topology the tokenizer was trained "
+                             "on: not the model file it was trained with")
+
+
 def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = None) -> Path:
+    """Train (or resume) a tokenizer; returns ``out_dir/final`` (or the ``stop_at`` checkpoint). For a user body
+    (SMPL) the hierarchy is cached in the run folder and ``final/`` also gets ``body.safetensors``."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = build_tokenizer(cfg.tokenizer)
-    data = data or SyntheticMeshes(prior_kind=cfg.prior)
+    body = None
+    if cfg.body_spec.needs_model_file:
+        body = data.body if data is not None else cfg.body_spec.load()
+        fit_levels_to_body(cfg.tokenizer, body.num_vertices)
+    model = build_tokenizer(cfg.tokenizer, body, cache_folder=Path(cfg.out_dir) if body is not None else None)
+    data = data or SyntheticMeshes(body=body, prior_kind=cfg.prior)
     loop = LoopConfig(out_dir=cfg.out_dir, total_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                       warmup_steps=cfg.warmup_steps, schedule="cosine", ckpt_every=cfg.ckpt_every,
                       seed=cfg.seed, betas=(0.9, 0.99), log_every=50, stop_at=cfg.stop_at,
@@ -102,20 +171,57 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
     if cfg.chunk_size:
         steps_per_chunk = max(1, cfg.chunk_size * cfg.chunk_reuse // cfg.batch_size)
         stream = ChunkedMeshStream(data, cfg.chunk_size, steps_per_chunk, seed=cfg.seed)
-    return train(TokenizerTask(model, data, cfg.batch_size, cfg.restart_every, stream), loop)
+    final = train(TokenizerTask(model, data, cfg.batch_size, cfg.restart_every, stream), loop)
+    if body is not None and final.name == "final" and _is_main_rank():
+        save_body_data(final, body)
+        _copy_hierarchy(Path(cfg.out_dir), final, model.config.hierarchy_fingerprint)
+    return final
+
+
+def _is_main_rank() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def _copy_hierarchy(run_dir: Path, final: Path, fingerprint: str) -> None:
+    """Put the run's cached hierarchy beside the weights, where the app looks for the token regions."""
+    import shutil
+
+    from megaviewer.io.atomic import atomic_path
+    from megaviewer.tokenizer.cache import hierarchy_cache_path
+
+    source = hierarchy_cache_path(run_dir, fingerprint)
+    if source.exists():
+        with atomic_path(hierarchy_cache_path(final, fingerprint)) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 HANDS_FEET = ("wrist.L", "wrist.R", "foot.L", "foot.R")
+SMPL_HANDS_FEET = ("left_wrist", "right_wrist", "left_ankle", "right_ankle")
+HANDS_FEET_ROOTS: dict[str, tuple[str, ...]] = {"anny": HANDS_FEET, "smpl": SMPL_HANDS_FEET,
+                                                 "smplh": SMPL_HANDS_FEET}
+"""Per body, the joints whose skinned vertices (with their descendants') make up the hands and feet."""
+
+
+def hands_feet_mask(body) -> torch.Tensor | None:
+    """(V,) bool of the hands and feet of ``body``, or None for a body without that region (metrics skipped)."""
+    roots = HANDS_FEET_ROOTS.get(getattr(body, "name", ""))
+    if roots is None or not hasattr(body, "region_mask"):
+        return None
+    return body.region_mask(roots)
 
 
 @torch.inference_mode()
 def evaluate_tokenizer(model: MeshVQVAE, data: SyntheticMeshes, count: int = 1024, batch: int = 128) -> dict:
     """Held-out reconstruction figures (mm) and codebook statistics. Besides the per-mesh PVE, the 95th
-    percentile of the per-vertex errors on the hands and feet, where a coarse token grid errs most."""
+    percentile of the per-vertex errors on the hands and feet, where a coarse token grid errs most (for bodies
+    with such a region, :func:`hands_feet_mask`; otherwise those figures are left out)."""
     model.eval()
+    check_body_matches(model, data.body)
     held = data.heldout(count)
     regressor = data.body.coco_regressor.float()
-    extremity = data.body.region_mask(HANDS_FEET)
+    extremity = hands_feet_mask(data.body)
     pves, mpjpes, pas, ids_all, ext = [], [], [], [], []
     start = time.perf_counter()
     for i in range(0, count, batch):
@@ -126,19 +232,24 @@ def evaluate_tokenizer(model: MeshVQVAE, data: SyntheticMeshes, count: int = 102
         pves.append(metrics.pve(rec, gt))
         mpjpes.append(metrics.mpjpe(rec_j, gt_j))
         pas.append(metrics.pa_mpjpe(rec_j, gt_j))
-        ext.append((rec - gt)[:, extremity].norm(dim=-1).flatten())
+        if extremity is not None:
+            ext.append((rec - gt)[:, extremity].norm(dim=-1).flatten())
         ids_all.append(ids)
     elapsed = time.perf_counter() - start
-    pve, mpjpe, pa, ext_err = torch.cat(pves), torch.cat(mpjpes), torch.cat(pas), torch.cat(ext) * 1000
+    pve, mpjpe, pa = torch.cat(pves), torch.cat(mpjpes), torch.cat(pas)
     used, perplexity = model.quantizer.usage(torch.cat(ids_all))
+    hands_feet = {}
+    if extremity is not None and int(extremity.sum()) > 0:
+        ext_err = torch.cat(ext) * 1000
+        hands_feet = {"hands_feet_pve_mm": ext_err.mean().item(),
+                      "hands_feet_vertex_p95_mm": torch.quantile(ext_err, 0.95).item(),
+                      "hands_feet_vertices": int(extremity.sum())}
     return {
         "heldout_meshes": count,
         "pve_mm": pve.mean().item(),
         "pve_median_mm": pve.median().item(),
         "pve_p95_mm": pve.quantile(0.95).item(),
-        "hands_feet_pve_mm": ext_err.mean().item(),
-        "hands_feet_vertex_p95_mm": torch.quantile(ext_err, 0.95).item(),
-        "hands_feet_vertices": int(extremity.sum()),
+        **hands_feet,
         "mpjpe_mm": mpjpe.mean().item(),
         "pa_mpjpe_mm": pa.mean().item(),
         "codes_used_fraction": used,
@@ -157,7 +268,10 @@ def write_metrics(path: Path, metrics_dict: dict) -> None:
 def config_from_args(args) -> TokenizerTrainConfig:
     cfg = TokenizerTrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                seed=args.seed, ckpt_every=args.ckpt_every, threads=args.threads,
-                               prior=getattr(args, "prior", "keyposes"), chunk_size=getattr(args, "chunk_size", 0))
+                               prior=getattr(args, "prior", "keyposes"), chunk_size=getattr(args, "chunk_size", 0),
+                               model_path=getattr(args, "model_path", None), gender=getattr(args, "gender", "neutral"))
+    cfg.tokenizer.body = getattr(args, "body", None) or cfg.tokenizer.body
+    cfg.body_spec.check()  # a clear error before any work when --body smpl comes without --model-path
     if getattr(args, "residual_scale", None) is not None:
         cfg.tokenizer.residual_scale = args.residual_scale
     if args.channels:

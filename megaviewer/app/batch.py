@@ -98,11 +98,9 @@ class BatchJob:
 
     def __init__(self, engine: Engine, options: BatchOptions, keypoints: KeypointsFile | None = None,
                  summary: Summary | None = None):
-        from megaviewer.body.assets import BodyAssets
-
         self.engine, self.options, self.keypoints = engine, options, keypoints
         self.summary = summary if summary is not None else Summary()
-        self.writer = PictureWriter(options.exports, BodyAssets.load(engine.tokenizer.config.body))
+        self.writer = PictureWriter(options.exports, engine.assets)  # the body of the engine's tokenizer
         self.writer.written = self.summary.written
         self._detectors: dict[bool, pipeline.Detector] = {}
 

@@ -90,23 +90,30 @@ class PosePrior:
 
     def __init__(self, body: AnnyBody, config: PosePriorConfig | None = None,
                  key_poses: tuple[KeyPose, ...] = KEY_POSES, motion: MotionBank | None = None):
-        self.config = config or PosePriorConfig()
+        self._init_sampling(config, key_poses, motion)
         self.body = body
-        self.motion = motion if motion is not None and self.config.motion_prob > 0 else None
-        self.key_poses = key_poses
         self.num_joints = len(body.pose_joint_names)
-        self._key_angles = torch.stack([_key_vector(k) for k in key_poses])  # (K, D)
-        self._key_root = torch.tensor([k.root for k in key_poses], dtype=torch.float32)  # (K, 2)
-        self._key_weight = torch.tensor([k.weight for k in key_poses], dtype=torch.float32)
-        cats = sorted({k.category for k in key_poses})
-        cat = torch.tensor([cats.index(k.category) for k in key_poses])
-        self._same_cat = (cat[:, None] == cat[None, :]).float() * self._key_weight[None, :]
         with torch.no_grad():
             rest = body.anny_output(torch.zeros(1, self.num_joints, 3), body.default_shape(1))
         self.rest_heads = rest["bone_poses"][0, :, :3, 3].float()  # (J+1, 3) Anny axes, all bones
         self.parents = [int(p) for p in body.anny.bone_parents]
         self._build_geometry()
         self.capsules = CapsuleTest(self.rest_heads, self.parents, body.bone_names)
+
+    def _init_sampling(self, config: PosePriorConfig | None, key_poses: tuple[KeyPose, ...],
+                       motion: MotionBank | None) -> None:
+        """The body-independent state: key poses, their categories and weights, the motion bank. Priors of
+        other bodies (:class:`~megaviewer.body.smpl_pose_prior.SmplPosePrior`) share it and the angle
+        sampling, and bring their own conversion to pose parameters."""
+        self.config = config or PosePriorConfig()
+        self.motion = motion if motion is not None and self.config.motion_prob > 0 else None
+        self.key_poses = key_poses
+        self._key_angles = torch.stack([_key_vector(k) for k in key_poses])  # (K, D)
+        self._key_root = torch.tensor([k.root for k in key_poses], dtype=torch.float32)  # (K, 2)
+        self._key_weight = torch.tensor([k.weight for k in key_poses], dtype=torch.float32)
+        cats = sorted({k.category for k in key_poses})
+        cat = torch.tensor([cats.index(k.category) for k in key_poses])
+        self._same_cat = (cat[:, None] == cat[None, :]).float() * self._key_weight[None, :]
 
     # ----------------------------------------------------------------------------------------- geometry
     def _h(self, name: str) -> torch.Tensor:
@@ -193,8 +200,7 @@ class PosePrior:
         if self.motion is not None:
             angles, root, noise, frame_root = self._mix_motion(angles, root, noise, key, generator)
         angles = angles + noise
-        # Heavier, more muscular bodies hold their arms and thighs a little further out.
-        bulk = (shape[:, 2] + shape[:, 3] - 1.0).clamp_min(0.0)
+        bulk = self._bulk(shape)
         for s in "lr":
             angles[:, _IDX[f"shoulder_abd_{s}"]] += 15.0 * bulk
             angles[:, _IDX[f"hip_abd_{s}"]] += 5.0 * bulk
@@ -205,6 +211,11 @@ class PosePrior:
             flip = torch.tensor([-1.0, 1.0, 1.0])
             frame_root = torch.where(mirror[:, None, None], frame_root * flip[:, None] * flip, frame_root)
         return clamp_angles(angles), root, frame_root
+
+    def _bulk(self, shape: torch.Tensor) -> torch.Tensor:
+        """(B,) >= 0: how much further out a body holds its arms and thighs for its build. Heavier, more
+        muscular Anny bodies (phenotypes muscle + weight above 1) hold them a little further out."""
+        return (shape[:, 2] + shape[:, 3] - 1.0).clamp_min(0.0)
 
     def _mix_motion(self, angles: torch.Tensor, root: torch.Tensor, noise: torch.Tensor, key: torch.Tensor,
                     generator: torch.Generator):
@@ -421,9 +432,12 @@ class CapsuleTest:
     head_parent + G_parent (rest_c - rest_parent); a capsule end moves with its bone's G.
     """
 
-    def __init__(self, rest_heads: torch.Tensor, parents: list[int], bone_names: tuple[str, ...]):
+    def __init__(self, rest_heads: torch.Tensor, parents: list[int], bone_names: tuple[str, ...],
+                 capsules: dict[str, tuple[tuple, tuple, float]] | None = None):
+        """``capsules``: the capsule table in the skeleton's own bone names and axes (default: Anny's
+        ``_CAPSULES``); it must define the capsule names that ``_capsule_pairs`` tests."""
         names = {}
-        for key, (a, b, radius) in _CAPSULES.items():
+        for key, (a, b, radius) in (_CAPSULES if capsules is None else capsules).items():
             for s in ("LR" if key.endswith("_S") else "-"):
                 fix = (lambda n, s=s: None if n is None else n.replace(".S", f".{s}"))  # noqa: E731
                 ends = [(fix(bone), fix(toward), frac, off) for bone, toward, frac, off in (a, b)]

@@ -279,6 +279,20 @@ class SmplBody(BodyModel):
     def posed_vertices(self, pose: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
         return self.smplx_output(pose, shape).vertices
 
+    def region_mask(self, roots: tuple[str, ...]) -> torch.Tensor:
+        """(V,) bool: vertices whose strongest skinning joint is one of ``roots`` (smplx joint names) or
+        descends from one, e.g. ``("left_wrist", "right_wrist")`` for the hands; the SMPL counterpart of
+        :meth:`AnnyBody.region_mask`, so evaluation can report errors on the same body parts."""
+        unknown = [name for name in roots if name not in self.joint_names]
+        if unknown:
+            raise ValueError(f"unknown {self.name} joints {unknown}; joints are {self.joint_names}")
+        parents = [int(p) for p in self.smpl.parents]
+        inside = [False] * len(self.joint_names)
+        for i, name in enumerate(self.joint_names):  # parents precede children in smplx's order
+            inside[i] = name in roots or (parents[i] >= 0 and inside[parents[i]])
+        strongest = self.smpl.lbs_weights.argmax(dim=-1)
+        return torch.tensor(inside)[strongest.long().cpu()]
+
     def smplx_output(self, pose: torch.Tensor, shape: torch.Tensor) -> Any:
         """Raw smplx output (vertices, skeleton joints, ...) for zero root orientation and no translation."""
         num_pose, num_shape = len(self.pose_joint_names), len(self.shape_names)

@@ -11,6 +11,7 @@ viewer on +z, ``TO_DISPLAY = diag(1, -1, -1)``, so the default view is what the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,11 +27,11 @@ TO_DISPLAY = np.diag([1.0, -1.0, -1.0])
 FLIP_X = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 
 
-def token_centres(assets: BodyAssets, level_sizes: list[int]) -> np.ndarray:
+def token_centres(assets: BodyAssets, level_sizes: list[int], folder: Path | None = None) -> np.ndarray:
     """Working-mesh vertex ids of the N token positions (the coarsest hierarchy level, token order).
 
-    Reads the hierarchy cached beside the tokenizer when present; otherwise rebuilds it in memory (about a
-    second), never writing into the resources folder from the app.
+    Reads the hierarchy cached beside the tokenizer (``folder``, the tokenizer's own checkpoint folder, then the
+    shipped one) when present; otherwise rebuilds it in memory (about a second), never writing from the app.
     """
     from megaviewer.io.checkpoint import load_tensors
     from megaviewer.paths import tokenizer_dir
@@ -39,10 +40,11 @@ def token_centres(assets: BodyAssets, level_sizes: list[int]) -> np.ndarray:
 
     faces = assets.faces.numpy()
     fingerprint = mesh_fingerprint(faces, assets.num_vertices, list(level_sizes))
-    path = hierarchy_cache_path(tokenizer_dir(), fingerprint)
     key = f"level{len(level_sizes) - 1}_vertices"
-    if path.exists():
-        return load_tensors(path)[key].numpy().astype(np.int64)
+    for place in ([Path(folder)] if folder is not None else []) + [tokenizer_dir()]:
+        path = hierarchy_cache_path(place, fingerprint)
+        if path.exists():
+            return load_tensors(path)[key].numpy().astype(np.int64)
     return build_hierarchy(assets.template.numpy(), faces, list(level_sizes)).level_vertices[-1]
 
 
@@ -63,9 +65,12 @@ class BodyScene:
 
     @classmethod
     def for_engine(cls, engine) -> BodyScene:
-        config = engine.tokenizer.config
-        assets = BodyAssets.load(config.body)
-        return cls(assets, token_centres(assets, list(config.level_sizes)))
+        """The scene of the engine's body: its assets (a model on the user's SMPL topology brings them in its
+        tokenizer folder) and the token centres of its tokenizer."""
+        tokenizer = engine.tokenizer
+        assets = engine.assets if hasattr(engine, "assets") else BodyAssets.for_tokenizer(tokenizer)
+        centres = token_centres(assets, list(tokenizer.config.level_sizes), getattr(tokenizer, "source_dir", None))
+        return cls(assets, centres)
 
     def upsample(self, vertices: np.ndarray | torch.Tensor) -> np.ndarray:
         """Working (V, 3) -> smooth display mesh (Vd, 3); always show this one."""

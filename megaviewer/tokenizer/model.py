@@ -100,6 +100,9 @@ class MeshVQVAE(nn.Module):
             rest = torch.as_tensor(template, dtype=torch.float32).reshape(config.level_sizes[0], 3)
             rest = rest - rest.mean(dim=0)
         self.register_buffer("template", rest, persistent=config.residual_scale > 0)
+        # The checkpoint folder this tokenizer was loaded from (None: built in memory). Bodies that are not
+        # shipped keep their topology data there (``body.safetensors``; BodyAssets.for_tokenizer reads it).
+        self.source_dir: Path | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -187,4 +190,5 @@ class MeshVQVAE(nn.Module):
         except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as exc:  # e.g. {"latent_dim": "x"}
             raise CheckpointError(f"{folder} does not hold a valid tokenizer: {exc}") from None
         load_state_into(model, tensors, folder)
+        model.source_dir = folder
         return model.to(map_location).eval()

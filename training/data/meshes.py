@@ -22,7 +22,9 @@ class MeshBatch:
 
 
 class SyntheticMeshes:
-    """Random canonical Anny meshes drawn from :class:`~megaviewer.body.pose_prior.PosePrior`."""
+    """Random canonical meshes of a body (default Anny) drawn from its pose prior
+    (:func:`training.data.priors.make_prior`: :class:`~megaviewer.body.pose_prior.PosePrior` for Anny,
+    :class:`~megaviewer.body.smpl_pose_prior.SmplPosePrior` for SMPL / SMPL-H)."""
 
     def __init__(self, body=None, prior=None, prior_kind: str = "keyposes"):
         """``prior`` wins over ``prior_kind`` (a name of :data:`training.data.priors.PRIOR_KINDS`)."""

@@ -18,14 +18,23 @@ PRIOR_KINDS: tuple[str, ...] = ("keyposes", "motion", "hard")
 
 
 def make_prior(body, kind: str = "motion", config: PosePriorConfig | None = None) -> PosePrior:
-    """A prior of the named kind for ``body`` (the clips need the ``train`` extra: pybullet's data)."""
+    """A prior of the named kind for ``body`` (the clips need the ``train`` extra: pybullet's data).
+
+    Anny gets :class:`PosePrior`; SMPL / SMPL-H bodies get :class:`~megaviewer.body.smpl_pose_prior.SmplPosePrior`,
+    the same anatomical poses and motion converted to SMPL's joints, so every kind exists for both bodies.
+    """
     from training.data.motion_clips import HARD_CLIPS, TRAIN_CLIPS, load_motion_bank
 
+    if kind not in PRIOR_KINDS:
+        raise ValueError(f"unknown prior {kind!r}; choose one of {PRIOR_KINDS}")
+    prior_class = PosePrior
+    if getattr(body, "model_type", None) in ("smpl", "smplh"):
+        from megaviewer.body.smpl_pose_prior import SmplPosePrior
+
+        prior_class = SmplPosePrior
     config = config or PosePriorConfig()
     if kind == "keyposes":
-        return PosePrior(body, config)
+        return prior_class(body, config)
     if kind == "motion":
-        return PosePrior(body, config, motion=load_motion_bank(TRAIN_CLIPS))
-    if kind == "hard":
-        return PosePrior(body, replace(config, motion_prob=1.0), motion=load_motion_bank(HARD_CLIPS))
-    raise ValueError(f"unknown prior {kind!r}; choose one of {PRIOR_KINDS}")
+        return prior_class(body, config, motion=load_motion_bank(TRAIN_CLIPS))
+    return prior_class(body, replace(config, motion_prob=1.0), motion=load_motion_bank(HARD_CLIPS))
