@@ -229,3 +229,13 @@ def test_backbone_weights_come_from_the_local_file(datasets, tmp_path):
     prefix = next(k for k in saved if k.endswith("backbone.conv1.weight"))[: -len("conv1.weight")]
     for name in ("conv1.weight", "layer4.1.conv2.weight"):
         torch.testing.assert_close(saved[prefix + name], weights[name])
+
+
+def test_synthetic_training_sends_image_models_to_a_dataset_at_once(tmp_path, capsys):
+    from training.cli import main
+
+    pool = tmp_path / "pool.safetensors"
+    assert main(["train", "--condition", "image", "--out", str(tmp_path / "r"), "--pool", str(pool),
+                 "--preset", "test_tiny", "--steps", "1"]) == 2
+    assert "a model that reads images trains on photos, --data FOLDER" in capsys.readouterr().err
+    assert not pool.exists()  # refused before minutes of posing meshes

@@ -125,16 +125,22 @@ def keypoint_regressor(body: str = "anny", tokenizer: MeshVQVAE | None = None) -
     return BodyAssets.load(body).coco_regressor.float()
 
 
+def check_synthetic_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """``kinds`` if synthetic observations can teach them (keypoints, and landmarks), else a ValueError."""
+    if tuple(kinds) not in (("keypoints",), ("keypoints", "landmarks")):
+        raise ValueError(f"synthetic training teaches keypoint (and landmark) conditioning; the model reads "
+                         f"{list(kinds)}: a model that reads images trains on photos, --data FOLDER "
+                         "(docs/dataset.md)")
+    return tuple(kinds)
+
+
 class ConditionedTask:
     """:class:`training.loop.TrainTask` of keypoint-conditioned MEGA on synthetic observations."""
 
     def __init__(self, model: Mega, pool: MeshPool, tokenizer: MeshVQVAE, regressor: torch.Tensor,
                  batch_size: int, masking: str = "cosine", observation: ObservationConfig | None = None,
                  weights: LossWeights | None = None, reprojection_rows: int | None = None):
-        kinds = model.conditioning.kinds if model.conditioning is not None else ()
-        if kinds not in (("keypoints",), ("keypoints", "landmarks")):
-            raise ValueError(f"ConditionedTask trains keypoint (and landmark) conditioning; the model has "
-                             f"{list(kinds)} (image conditioning: training.image_path)")
+        kinds = check_synthetic_kinds(model.conditioning.kinds if model.conditioning is not None else ())
         if "landmarks" in kinds and (observation is None or observation.landmarks is None):
             raise ValueError("a landmark-conditioned model needs observations with a landmark noise model "
                              "(ObservationConfig.landmarks)")
@@ -214,6 +220,8 @@ def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None
 
     The init checkpoint is loaded before the loop; on resume the loop's checkpoint then overwrites it.
     """
+    if cfg.kinds is not None:
+        check_synthetic_kinds(cfg.kinds)  # before minutes of building a pool
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer)
