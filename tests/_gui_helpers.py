@@ -32,6 +32,24 @@ def person_keypoints(centre_x: float, top: float, height: float) -> np.ndarray:
     return np.concatenate([xy, np.full((17, 1), 0.95)], axis=1)
 
 
+def blank_photo_with_keypoints(folder: Path, confidence: float = 1.0) -> tuple[Path, Path]:
+    """A grey ``blank.png`` and a ``keypoints.json`` (the ``infer --keypoints`` format) holding one diagonal
+    person on it: for ``megaviewer infer`` runs that need no detector."""
+    import json
+
+    import cv2
+
+    photo = folder / "blank.png"
+    cv2.imwrite(str(photo), np.full((240, 320, 3), 210, np.uint8))
+    person = np.zeros((17, 3))
+    person[:, 0] = np.linspace(120, 200, 17)
+    person[:, 1] = np.linspace(40, 220, 17)
+    person[:, 2] = confidence
+    keypoints = folder / "keypoints.json"
+    keypoints.write_text(json.dumps([{"file_name": photo.name, "keypoints": person.ravel().tolist()}]))
+    return photo, keypoints
+
+
 class StubDetector:
     """Returns the same people (as the vision package's ``PersonDetection``) for any image."""
 

@@ -3,8 +3,6 @@ vectorisation, and its wiring into the engine and ``megaviewer infer`` (tiny ran
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -178,17 +176,10 @@ def test_engine_default_can_be_switched_off():
 
 
 def test_infer_no_camera_fit_flag(tmp_path, capsys):
-    import cv2
-
     from megaviewer.cli import main
+    from tests._gui_helpers import blank_photo_with_keypoints
 
-    cv2.imwrite(str(tmp_path / "blank.png"), np.full((240, 320, 3), 210, np.uint8))
-    person = np.zeros((17, 3))
-    person[:, 0] = np.linspace(120, 200, 17)
-    person[:, 1] = np.linspace(40, 220, 17)
-    person[:, 2] = 2
-    kp_file = tmp_path / "keypoints.json"
-    kp_file.write_text(json.dumps([{"file_name": "blank.png", "keypoints": person.ravel().tolist()}]))
+    _, kp_file = blank_photo_with_keypoints(tmp_path, confidence=2)
     outputs = {}
     for name, extra in (("fit", []), ("raw", ["--no-camera-fit"])):
         code = main(["infer", str(tmp_path / "blank.png"), "--out", str(tmp_path / name), "--keypoints",

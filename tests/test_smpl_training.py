@@ -265,17 +265,10 @@ def test_smpl_tokenizer_without_its_body_data_is_a_clear_error(tokenizer_run, tm
 
 
 def test_infer_command_runs_the_smpl_model(mega_run, body, tmp_path, capsys) -> None:
-    import cv2
-
     from megaviewer.cli import main
+    from tests._gui_helpers import blank_photo_with_keypoints
 
-    cv2.imwrite(str(tmp_path / "blank.png"), np.full((240, 320, 3), 210, np.uint8))
-    person = np.zeros((17, 3))
-    person[:, 0] = np.linspace(120, 200, 17)
-    person[:, 1] = np.linspace(40, 220, 17)
-    person[:, 2] = 1.0
-    keypoints = tmp_path / "keypoints.json"
-    keypoints.write_text(json.dumps([{"file_name": "blank.png", "keypoints": person.ravel().tolist()}]))
+    _, keypoints = blank_photo_with_keypoints(tmp_path)
     out = tmp_path / "out"
     code = main(["infer", str(tmp_path / "blank.png"), "--out", str(out), "--model", str(mega_run), "--keypoints",
                  str(keypoints), "--formats", "npz,obj,png", "--device", "cpu", "--quiet"])
