@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from megaviewer.body.assets import BodyAssets
+from megaviewer.geometry import metrics
 from megaviewer.io.atomic import atomic_write_text
 from megaviewer.masking import sample_visible_mask
 from megaviewer.model import Mega
@@ -144,7 +146,9 @@ class DatasetTask:
         with torch.no_grad():
             tokens = self.tokenizer.encode(body.canonical.to(device)).long()
         cond = {k: v.to(device) for k, v in conditioning_of(samples, self.kinds).items()}
-        keypoints = torch.stack([s["keypoints"] for s in samples]).to(device)
+        keypoints = cond.get("keypoints")  # the 2D targets; already stacked when the model reads them
+        if keypoints is None:
+            keypoints = torch.stack([s["keypoints"] for s in samples]).to(device)
         visible = visible.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.cfg.amp and device.type == "cuda"):
             out = model(tokens, visible, cond)
@@ -175,14 +179,12 @@ def evaluate_on_dataset(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tens
 
 
 # ------------------------------------------------------------------------------------------------- run
-def make_target_maker(tokenizer: MeshVQVAE, needs_params: bool,
-                      body: BodySpec | None = None) -> tuple[TargetMaker, torch.Tensor]:
+def make_target_maker(tokenizer: MeshVQVAE, needs_params: bool, body: BodySpec | None = None,
+                      assets: BodyAssets | None = None) -> tuple[TargetMaker, torch.Tensor]:
     """Targets for the tokenizer's mesh and its COCO regressor. The body model (``body``: the run's, by default
     the tokenizer's shipped body) is built only when the data gives parameters: building Anny costs minutes
     the first time, and SMPL needs the user's model file."""
-    from megaviewer.body.assets import BodyAssets
-
-    assets = BodyAssets.for_tokenizer(tokenizer)
+    assets = assets if assets is not None else BodyAssets.for_tokenizer(tokenizer)
     spec = body if body is not None else BodySpec(tokenizer.config.body)
     model = spec.load() if needs_params else None
     if model is not None and model.num_vertices != tokenizer.num_vertices:
@@ -210,10 +212,11 @@ def train_on_dataset(cfg: DatasetTrainConfig, tokenizer: MeshVQVAE | None = None
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.tokenizer)
     check_tokenizer_body(cfg, tokenizer)
     reader_cfg = ReaderConfig(crop_size=cfg.image_size, seed=cfg.seed)
-    probe = DatasetReader(cfg.data, reader_cfg)
-    needs_params = any(r.vertices is None and r.params is not None for r in probe.records)
-    targets, regressor = make_target_maker(tokenizer, needs_params, BodySpec(cfg.body, cfg.model_path, cfg.gender))
-    reader = DatasetReader(cfg.data, reader_cfg, vertex_flip=mirror_permutation(targets.template))
+    assets = BodyAssets.for_tokenizer(tokenizer)
+    reader = DatasetReader(cfg.data, reader_cfg, vertex_flip=mirror_permutation(metrics.center(assets.template)))
+    needs_params = any(r.vertices is None and r.params is not None for r in reader.records)
+    targets, regressor = make_target_maker(tokenizer, needs_params, BodySpec(cfg.body, cfg.model_path, cfg.gender),
+                                           assets)
     train_rows, val_rows = split_indices(reader, cfg.train_split, cfg.val_split)
     check_run_config(cfg.out_dir, run_settings(cfg, reader))
     torch.manual_seed(cfg.seed)
