@@ -154,6 +154,11 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
         engine = _load_engine(args.model, args.device)
         if engine is None:
             return 1
+    missing = keypoints.people_without_landmarks() if keypoints is not None else 0
+    if missing and "landmarks" in engine.kinds:
+        print(f"note: {args.keypoints} gives no 3D landmarks for {missing} {'person' if missing == 1 else 'people'}; "
+              f"{engine.name} is trained to read MediaPipe's landmarks and is less accurate without them "
+              "(README: Status of the shipped models)", file=sys.stderr)
     settings = DEFAULTS.with_(mode=args.mode, num_samples=args.samples, steps=args.steps,
                               temperature=args.temperature, seed=args.seed, fit_camera=args.camera_fit,
                               refine=args.refine)

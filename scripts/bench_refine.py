@@ -63,13 +63,18 @@ class Hypotheses:
     q: int
 
 
-def load_models():
+KEYPOINT_MODEL = REPO / "resources" / "baselines" / "keypoint_model"
+
+
+def load_models(folder: Path = KEYPOINT_MODEL):
+    """The model (it is given the keypoints only), its own tokenizer and the body's COCO regressor."""
     from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import tokenizer_folder
     from megaviewer.model.mega import load_mega
     from megaviewer.tokenizer.model import MeshVQVAE
 
-    tokenizer = MeshVQVAE.from_pretrained(REPO / "resources" / "tokenizer").eval()
-    model = load_mega(REPO / "resources" / "default").eval()
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(folder)).eval()
+    model = load_mega(folder).eval()
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     return model, tokenizer, regressor
 
@@ -268,9 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--stochastic-people", type=int, default=128)
+    ap.add_argument("--model", type=Path, default=KEYPOINT_MODEL,
+                    help="the model, given the keypoints only (default: the keypoint model)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    model, tokenizer, regressor = load_models()
+    model, tokenizer, regressor = load_models(args.model)
     if args.tune:
         tune(model, tokenizer, regressor, args.out or REPO / "resources" / "bench" / "refine_tuning.json")
         return
@@ -279,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
 
     config = RefineConfig()
     result: dict = {"config": dataclasses.asdict(config), "threads": torch.get_num_threads(),
+                    "model": str(args.model.resolve().relative_to(REPO)) if args.model.resolve().is_relative_to(REPO)
+                    else str(args.model),
                     "load_average_at_start": list(os.getloadavg())}
     splits = (("benchmark", BENCHMARK_PEOPLE, "keyposes", None), ("hard_poses", 256, "hard", None),
               ("benchmark_clean_keypoints", BENCHMARK_PEOPLE, "keyposes", ObservationConfig(**CLEAN)))

@@ -1,8 +1,9 @@
-"""Teach the shipped model to read the detector's 3D landmarks, and measure what they buy.
+"""Teach a keypoint model to read the detector's 3D landmarks, and measure what they buy.
 
     python scripts/train_landmark_model.py [--steps 2000] [--runs runs/landmarks] [--threads 1]
 
-Two warm starts from the shipped model, same steps, data and settings, differing only in the landmarks:
+Two warm starts from the keypoint model ``resources/baselines/keypoint_model`` (on its own tokenizer, the
+copy in its ``tokenizer/`` folder), same steps, data and settings, differing only in the landmarks:
 
 * ``landmarks``: keypoints + the detector's 3D landmarks, simulated from the true joints with the measured
   error model ``resources/body/landmark_noise.json`` (``scripts/measure_landmark_noise.py``), present for 80 %
@@ -18,10 +19,9 @@ Both and the shipped model are scored on the synthetic benchmark (512 people) wi
 person and without any; results go to ``resources/bench/landmarks.json``. The detector-in-the-loop benchmark
 (``scripts/bench_detector_loop.py``) then compares them on rendered photos with the real detector.
 
-``--ship`` then installs ``landmarks_long`` as the shipped default (``resources/default``, with the full
-evaluation as its ``metrics.json``); the keypoint model it warm-started from is kept in
-``resources/baselines/keypoint_model`` (it is the ``shipped`` row of the comparisons). Finished runs are not
-trained again: rerunning only evaluates.
+``landmarks_long`` was the shipped default before the ``default`` recipe trained landmarks in from the start;
+it is kept, with its full evaluation, in ``resources/baselines/landmark_model``. Finished runs are not trained
+again: rerunning only evaluates.
 """
 
 from __future__ import annotations
@@ -44,20 +44,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "landmarks")
-    parser.add_argument("--pool", type=Path, default=REPO / "runs" / "bench_training" / "pool.safetensors")
+    parser.add_argument("--pool", type=Path, default=REPO / "runs" / "landmarks" / "pool.safetensors")
     parser.add_argument("--only", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--people", type=int, default=512)
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "landmarks.json")
     parser.add_argument("--second-steps", type=int, default=1500, help="steps of landmarks_long")
     parser.add_argument("--second-lr", type=float, default=3e-4, help="learning rate of landmarks_long")
-    parser.add_argument("--ship", action="store_true",
-                        help="install the last landmark model trained (landmarks_long) as the shipped default")
     args = parser.parse_args()
 
     import torch
 
     from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import resources_dir
@@ -72,11 +71,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     stage = get_recipe("baseline").mega
-    tokenizer = MeshVQVAE.from_pretrained(None)
+    base = resources_dir() / "baselines" / "keypoint_model"
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(base))
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     pool = prepare_pool(args.pool, tokenizer, stage.pool_size, 0, meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
-    base = resources_dir() / "baselines" / "keypoint_model"
-    folders = {"keypoint_model": base if base.exists() else resources_dir() / "default"}
+    folders = {"keypoint_model": base}
     for name in [n for n in args.only.split(",") if n]:
         kinds = VARIANTS[name]
         observation = landmark_observations() if "landmarks" in kinds else ObservationConfig()
@@ -107,39 +106,6 @@ def main() -> None:
         report["models"][name] = row
         print(name, json.dumps({k: v for k, v in row.items() if k.startswith("with")}), flush=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-    if args.ship:
-        ship(folders["landmarks_long"], folders["keypoint_model"], args, report)
-
-
-def ship(landmark_model: Path, keypoint_model: Path, args: argparse.Namespace, report: dict) -> None:
-    """The landmark model becomes the shipped default; the keypoint model stays as a baseline."""
-    import shutil
-
-    from megaviewer.paths import resources_dir
-    from training.data.observations import GROSS_2D_ERRORS
-    from training.evaluate import run_evaluation
-    from training.loop import training_record
-    from training.run_recipe import install_model
-
-    default = resources_dir() / "default"
-    base = resources_dir() / "baselines" / "keypoint_model"
-    if not base.exists():
-        install_model(default, base)
-        shutil.copy2(default / "metrics.json", base / "metrics.json")
-    result = run_evaluation(landmark_model, None, args.people, None, pretrained_dir=resources_dir() / "pretrained")
-    keypoint_metrics = json.loads((base / "metrics.json").read_text())
-    steps, seconds = training_record(landmark_model)
-    for key in ("recipe", "stage_minutes", "stages_skipped"):
-        if key in keypoint_metrics:
-            result[key] = keypoint_metrics[key]
-    first_steps, first_seconds = training_record(args.runs / "landmarks" / "final")
-    result["landmark_finetune"] = {"init": "resources/baselines/keypoint_model", "steps": first_steps + steps,
-                                   "train_minutes": (first_seconds + seconds) / 60,
-                                   "lr": f"{report['lr']:g}, then {args.second_lr:g}",
-                                   "gross_2d_errors": GROSS_2D_ERRORS,
-                                   "noise_model": report["noise_model"], "command": report["command"]}
-    result["model"] = "resources/default"
-    install_model(landmark_model, default, result)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ def trained_model_available() -> bool:
     return (default_model_dir() / "model.safetensors").exists()
 
 
-def build_tiny_engine(seed: int = 0, unconditional: bool = False):
+def build_tiny_engine(seed: int = 0, unconditional: bool = False, kinds: tuple[str, ...] = ("keypoints",)):
     """A keypoint-conditioned ``test_tiny`` MEGA with random weights from ``seed`` (the global RNG is left as it
     was) over the shipped tokenizer, else a tiny random one; ``unconditional`` adds a ``test_tiny`` model
-    without conditioning for random-human generation. Built in well under a second."""
+    without conditioning for random-human generation; ``kinds``: what the model reads. Built in well under a
+    second."""
     from megaviewer.body.assets import BodyAssets
     from megaviewer.engine import Engine
     from megaviewer.model.mega import Mega
@@ -37,7 +38,8 @@ def build_tiny_engine(seed: int = 0, unconditional: bool = False):
 
             tokenizer = build_tokenizer(TokenizerConfig(channels=[4, 4, 4]))
         sizes = {"vocab": int(tokenizer.config.num_codes), "seq_len": int(tokenizer.num_tokens)}
-        model = Mega.from_preset("test_tiny", **sizes)
+        reads = {} if kinds == ("keypoints",) else {"conditioning": {"kinds": kinds}}  # else the preset is "custom"
+        model = Mega.from_preset("test_tiny", **reads, **sizes)
         uncond = Mega.from_preset("test_tiny", conditioning={"kinds": ()}, **sizes) if unconditional else None
     return Engine(model, tokenizer, BodyAssets.load(tokenizer.config.body).coco_regressor, device="cpu",
                   name="test_tiny", unconditional_model=uncond)

@@ -10,6 +10,10 @@ per module in the dataset format, as vertices, as Anny parameters and mixed. The
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -117,6 +121,23 @@ def trained(datasets, tmp_path_factory) -> dict:
         assert main(["train", "--data", str(datasets["mixed"]), "--condition", kinds, "--out", str(out), *TRAIN]) == 0
         runs[kinds] = out / "final"
     return runs
+
+
+@pytest.mark.slow
+def test_two_ranks_train_on_the_dataset_under_torchrun(datasets, tmp_path):
+    """``torchrun --nproc_per_node=2 -m training.cli train --data``: DDP (gloo on CPU), one final folder, metrics."""
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training.cli",
+         "train", "--data", str(datasets["mixed"]), "--condition", "image,keypoints", "--out", str(out), *TRAIN],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    state = json.loads((out / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2
+    metrics = json.loads((out / "final" / "metrics.json").read_text())
+    assert metrics["held_out_people"] == 3 and np.isfinite(metrics["deterministic"]["pa_mpjpe"])
 
 
 @pytest.mark.parametrize("kinds", ["image", "image,keypoints"])

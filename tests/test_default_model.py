@@ -12,22 +12,25 @@ from megaviewer.tokenizer.model import MeshVQVAE
 
 @pytest.fixture(scope="module")
 def evaluation(synthetic_meshes, body_assets):
-    from training.evaluate import build_eval_set, evaluate
+    from training.evaluate import add_without_landmarks, build_eval_set, evaluate, observations_for
 
     tokenizer = MeshVQVAE.from_pretrained()
     model = load_mega(default_model_dir())
-    data = build_eval_set(tokenizer, 64, seed=31337, meshes=synthetic_meshes)
-    return evaluate(model, tokenizer, body_assets.coco_regressor, data, q_values=(1, 5), steps=5, batch=32,
-                    unconditional_model=load_mega(resources_dir() / "pretrained"), apd_samples=16)
+    data = build_eval_set(tokenizer, 64, seed=31337, obs=observations_for(model), meshes=synthetic_meshes)
+    result = evaluate(model, tokenizer, body_assets.coco_regressor, data, q_values=(1, 5), steps=5, batch=32,
+                      unconditional_model=load_mega(resources_dir() / "pretrained"), apd_samples=16)
+    add_without_landmarks(result, model, tokenizer, body_assets.coco_regressor, data)
+    return result
 
 
 def test_default_beats_mean_pose_baseline_on_body_pose(evaluation):
     """Regression guard at the level the shipped CPU model reaches (README): its rotation-free body error
-    (PA-MPJPE) is clearly below the mean-pose baseline's. The project's target (PA-MPJPE <= 45 mm) asks for a
-    wider margin, which the short CPU training does not reach (README, "Status of the shipped models"). On
-    these 64 people the shipped model measures about 0.56 x the baseline."""
+    (PA-MPJPE) is clearly below the mean-pose baseline's, with the detector's 3D landmarks as MediaPipe gives
+    them (about 0.42 x the baseline on these 64 people) and, less so, on keypoints alone (about 0.77 x)."""
     det, base = evaluation["deterministic"], evaluation["mean_pose_baseline"]
-    assert det["pa_mpjpe"] < 0.62 * base["pa_mpjpe"], (det, base)
+    assert det["pa_mpjpe"] < 0.5 * base["pa_mpjpe"], (det, base)
+    alone = evaluation.get("deterministic_without_landmarks", det)
+    assert alone["pa_mpjpe"] < 0.85 * base["pa_mpjpe"], (alone, base)
 
 
 def test_more_samples_help_and_spread_is_informative(evaluation):

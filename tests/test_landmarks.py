@@ -105,6 +105,21 @@ def test_keypoints_json_landmarks_reach_the_npz(tmp_path, capsys):
         assert (data["landmarks_3d"][:, 3] == 1).all()
 
 
+def test_infer_says_when_a_landmark_model_gets_keypoints_without_landmarks(tmp_path, capsys):
+    from tests._engines import build_tiny_engine
+
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((240, 320, 3), 200, np.uint8))
+    kp_file = _keypoints_json(tmp_path / "kp.json",
+                              [_person_entry(), _person_entry(landmarks_3d=landmarks(3).tolist())])
+    args = ["infer", str(tmp_path / "blank.png"), "--out", str(tmp_path / "out"), "--keypoints", str(kp_file),
+            "--formats", "npz", "--quiet"]
+    assert main(args, engine=build_tiny_engine(kinds=("keypoints", "landmarks"))) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "no 3D landmarks for 1 person;" in notes[0]
+    assert main(args, engine=tiny_engine()) == 0  # a keypoint model has nothing to miss
+    assert "no 3D landmarks" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("value", "reason"), [
     (list(range(50)), "got shape \\(50,\\)"),
     ((np.ones((33, 3)) * 300).tolist(), "not pixels"),

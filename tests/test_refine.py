@@ -112,7 +112,7 @@ def test_runs_inside_inference_mode_and_never_touches_the_decoder(tokenizer, reg
     with torch.inference_mode():  # as the engine calls it; the decoder's cache is built in here too
         tokenizer.decode(tokens)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # the fit runs in float32 whatever the caller's autocast
-            out = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints, RefineConfig(steps=5))
+            out = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints, RefineConfig())
     assert out.refined.all() and out.canonical_vertices.dtype == torch.float32
     for key, value in tokenizer.state_dict().items():
         assert torch.equal(value, before[key]), key

@@ -166,6 +166,22 @@ def test_protocol_0_pickle_is_refused_as_not_safetensors_without_unpickling(tmp_
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("header_bytes", [640, 896, 1152, 1408])
+def test_safetensors_whose_header_length_reads_like_pickle_magic_load(tmp_path, header_bytes):
+    """A safetensors file starts with its header's length; 640 bytes is b"\\x80\\x02..." like a protocol-2 pickle.
+    Such files (a body file of a 6,890-vertex SMPL model had one) are safetensors and must load."""
+    from megaviewer.io.checkpoint import load_tensors, save_tensors
+
+    tensors = {"a": torch.arange(6.0).reshape(2, 3)}
+    path = tmp_path / "t.safetensors"
+    for pad in range(2000):
+        save_tensors(path, tensors, metadata={"note": "x" * pad})
+        if int.from_bytes(path.read_bytes()[:8], "little") == header_bytes:
+            break
+    assert path.read_bytes()[:2] == bytes([header_bytes & 0xFF, header_bytes >> 8])
+    assert torch.equal(load_tensors(path)["a"], tensors["a"])
+
+
 # ----------------------------------------------------------------------------------- malformed checkpoints
 def _mutate_tensors(folder: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> None:
     tensors = load_tensors(folder / "model.safetensors")

@@ -116,18 +116,24 @@ def _ring_frame(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_smpl_data(model_type: str = "smpl", num_vertices: int = 200, seed: int = 0,
-                        num_betas: int = 10) -> dict[str, np.ndarray]:
+                        num_betas: int = 10, exact: bool = False) -> dict[str, np.ndarray]:
     """Arrays of a synthetic SMPL (24 joints) or SMPL-H (52 joints) model, keyed as in the real files.
 
     ``num_vertices`` is a target: the mesh has ``(2 J - 1) * n + leaves`` vertices with ``n`` (>= 3) ring
-    points chosen to come closest (193 vertices for SMPL and 322 for SMPL-H at the default 200).
+    points chosen to come closest (193 vertices for SMPL and 322 for SMPL-H at the default 200). ``exact``
+    hits the count exactly (e.g. the real files' 6,890): ``n`` rounds down and the missing vertices split
+    triangles of the caps that close the leaf tubes, one new vertex at a triangle's centroid each.
     ``seed`` drives the shape and pose-corrective blend shapes and the SMPL-H mean hand pose.
     """
     names, parents, joints = skeleton(model_type)
     num_joints = len(names)
     children = [[c for c in range(num_joints) if parents[c] == j] for j in range(num_joints)]
     leaves = [j for j in range(num_joints) if not children[j]]
-    ring = max(3, round((num_vertices - len(leaves)) / (2 * num_joints - 1)))
+    rounding = np.floor if exact else np.round
+    ring = max(3, int(rounding((num_vertices - len(leaves)) / (2 * num_joints - 1))))
+    extra = num_vertices - ((2 * num_joints - 1) * ring + len(leaves)) if exact else 0
+    if not 0 <= extra <= ring * len(leaves):
+        raise ValueError(f"cannot build a {model_type} stand-in with exactly {num_vertices} vertices")
     rng = np.random.default_rng(seed)
 
     vertices: list[np.ndarray] = []
@@ -135,6 +141,7 @@ def synthetic_smpl_data(model_type: str = "smpl", num_vertices: int = 200, seed:
     weights: list[np.ndarray] = []
     faces: list[tuple[int, int, int]] = []
     joint_ring: dict[int, int] = {}  # joint -> index of its ring's first vertex
+    caps: list[tuple[int, int]] = []  # (face index, leaf joint) of each triangle closing a leaf tube
 
     def direction_into(j: int) -> np.ndarray:
         return np.array([0.0, 1.0, 0.0]) if parents[j] < 0 else joints[j] - joints[parents[j]]
@@ -183,6 +190,15 @@ def synthetic_smpl_data(model_type: str = "smpl", num_vertices: int = 200, seed:
         start = joint_ring[j]
         for k in range(ring):
             faces.append((start + k, start + (k + 1) % ring, apex))
+            caps.append((len(faces) - 1, j))
+    for face_index, j in caps[:: max(1, len(caps) // extra)][:extra] if extra else []:
+        a, b, apex = faces[face_index]  # split (a, b, apex) at its centroid, keeping the orientation
+        new = len(vertices)
+        vertices.append((vertices[a] + vertices[b] + vertices[apex]) / 3.0)
+        centres.append(joints[j])
+        weights.append(weights[apex])
+        faces[face_index] = (a, b, new)
+        faces += [(b, apex, new), (apex, a, new)]
 
     v_template = np.stack(vertices)
     lbs_weights = np.stack(weights)
@@ -226,7 +242,7 @@ def synthetic_smpl_data(model_type: str = "smpl", num_vertices: int = 200, seed:
 
 
 def write_synthetic_smpl(path: str | Path, model_type: str = "smpl", num_vertices: int = 200, seed: int = 0,
-                         fmt: str | None = None, num_betas: int = 10) -> Path:
+                         fmt: str | None = None, num_betas: int = 10, exact: bool = False) -> Path:
     """Write a synthetic SMPL/SMPL-H model file and return its path.
 
     ``fmt`` is ``'npz'`` (plain arrays, loads without unpickling) or ``'pkl'`` (like the official files:
@@ -238,7 +254,7 @@ def write_synthetic_smpl(path: str | Path, model_type: str = "smpl", num_vertice
         fmt = "pkl" if path.suffix == ".pkl" else "npz"
     if fmt not in ("npz", "pkl"):
         raise ValueError(f"fmt must be 'npz' or 'pkl', got {fmt!r}")
-    data = synthetic_smpl_data(model_type, num_vertices=num_vertices, seed=seed, num_betas=num_betas)
+    data = synthetic_smpl_data(model_type, num_vertices=num_vertices, seed=seed, num_betas=num_betas, exact=exact)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npz":
         with open(path, "wb") as handle:  # an open handle keeps np.savez from appending ".npz"

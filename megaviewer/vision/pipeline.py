@@ -146,6 +146,10 @@ class KeypointsFile:
     def __len__(self) -> int:
         return len(self._by_key)
 
+    def people_without_landmarks(self) -> int:
+        """How many entries give keypoints but no 3D landmarks."""
+        return sum(entry.landmarks_3d is None for entries in self._by_key.values() for entry in entries)
+
     def lookup(self, image_path: str | Path) -> list[KeypointEntry] | None:
         """The entries for ``image_path`` (``None`` when the file does not mention it)."""
         p = Path(image_path)

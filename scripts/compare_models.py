@@ -1,0 +1,84 @@
+"""The shipped default against the models it replaced, each on its own tokenizer, on the same people.
+
+    python scripts/compare_models.py [--model NAME=DIR ...] [--out resources/bench/models.json]
+
+Each model's tokenizer on the same held-out meshes of the training prior (PVE and the p95 error of hand and
+foot vertices), then deterministic PA-MPJPE (mm) on the synthetic benchmark (512 people) and its hard-poses
+split (256 people of the held-out motion clips), each with the detector's 3D landmarks for every person (as
+MediaPipe gives them) and without any (a keypoints file from another detector). The people are the same for
+every model: their meshes come from the prior, and each model's tokenizer only turns the truth into its own
+tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
+          "landmark_model": "resources/baselines/landmark_model",
+          "default": "resources/default"}
+WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
+        "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
+                          "detector's gross 2D errors)",
+        "default": "`default` recipe: tokenizer on offsets trained 100,000 steps, key poses + real motion, "
+                   "landmarks from the start of conditioned training, 8,400 steps"}
+TOKENIZER_MESHES = 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=None, help="NAME=DIR, repeatable (default: the three "
+                                                                      "shipped models)")
+    parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "models.json")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import tokenizer_folder
+    from megaviewer.io.atomic import atomic_write_text
+    from megaviewer.model.mega import load_mega
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.meshes import SyntheticMeshes
+    from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, deterministic_scores, landmark_observations
+    from training.run_recipe import HARD_SPLIT_PEOPLE
+    from training.tokenizer import evaluate_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = dict(m.split("=", 1) for m in args.model) if args.model else MODELS
+    obs = landmark_observations(landmark_prob=1.0)
+    report: dict = {"command": "python scripts/compare_models.py"
+                    + "".join(f" --model {n}={f}" for n, f in models.items() if args.model),
+                    "people": {"main": BENCHMARK_PEOPLE, "hard": HARD_SPLIT_PEOPLE}, "models": {}}
+    for name, folder in models.items():
+        tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(REPO / folder))
+        regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
+        model = load_mega(REPO / folder)
+        row: dict = {"folder": folder, "what": WHAT.get(name, ""), "kinds": list(model.config.conditioning.kinds)}
+        tok = evaluate_tokenizer(tokenizer, SyntheticMeshes(prior_kind="motion"), TOKENIZER_MESHES)
+        row["tokenizer"] = {k: tok[k] for k in ("heldout_meshes", "pve_mm", "hands_feet_vertex_p95_mm")}
+        splits = {"main": build_eval_set(tokenizer, BENCHMARK_PEOPLE, obs=obs),
+                  "hard": build_eval_set(tokenizer, HARD_SPLIT_PEOPLE, obs=obs,
+                                         meshes=SyntheticMeshes(prior_kind="hard"))}
+        for split, data in splits.items():
+            sets = {"without_landmarks": data.without_landmarks()}
+            if "landmarks" in row["kinds"]:
+                sets["with_landmarks"] = data
+            for label, people in sets.items():
+                scores = deterministic_scores(model, tokenizer, regressor, people)
+                row[f"{split}_{label}"] = float(scores["pa_mpjpe"].mean())
+        report["models"][name] = row
+        print(name, json.dumps(row), flush=True)
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
