@@ -125,18 +125,22 @@ def run(models: dict[str, str | Path | None], splits: Sequence[str], counts: dic
     return report
 
 
-def tune_landmark_weight(engine, weights: Sequence[float], count: int = 160, cache: Path | None = CACHE) -> dict:
-    """PA-MPJPE of the fit with landmarks for each ``RefineConfig.landmark_weight`` on the ``tune`` split (other
-    people and cameras than the benchmark's): how the default weight is chosen."""
+def tune_landmark_weight(engine, weights: Sequence[float], count: int = 160, cache: Path | None = CACHE,
+                         field: str = "landmark_weight") -> dict:
+    """PA-MPJPE of the fit with landmarks for each value of a ``RefineConfig`` field (by default the landmarks'
+    weight) on the ``tune`` split (other people and cameras than the benchmark's): how the defaults are chosen."""
     split = build_split("tune", count, cache=cache)
     saved = engine.refine_config
+    if field not in {f.name for f in dataclasses.fields(saved)}:
+        raise ValueError(f"RefineConfig has no field {field!r}")
     rows = {}
     try:
-        for weight in weights:
-            engine.refine_config = dataclasses.replace(saved, landmark_weight=float(weight))
+        for value in weights:
+            engine.refine_config = dataclasses.replace(saved, **{field: type(getattr(saved, field))(value)})
             row = run_engine(engine, split, refine=True, landmarks=True)
-            rows[f"{weight:g}"] = {k: row[k] for k in ("pa_mpjpe", "pa_mpjpe_limbs12", "ms_per_person_median")}
-            print(f"landmark_weight {weight:g}: PA-MPJPE {row['pa_mpjpe']:.1f} mm", flush=True)
+            rows[f"{value:g}"] = {k: row[k] for k in ("pa_mpjpe", "pa_mpjpe_limbs12", "ms_per_person_median")}
+            print(f"{field} {value:g}: PA-MPJPE {row['pa_mpjpe']:.1f} mm", flush=True)
     finally:
         engine.refine_config = saved
-    return {"split": "tune", "scored": int(len(split.usable)), "rows": rows}
+    return {"split": "tune", "field": field, "default": getattr(saved, field), "scored": int(len(split.usable)),
+            "rows": rows}

@@ -30,8 +30,10 @@ def main() -> None:
     parser.add_argument("--hard", type=int, default=64, help="people of the hard-poses split")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "detector_loop.json")
     parser.add_argument("--tune", default=None, metavar="W1,W2,...",
-                        help="instead: PA-MPJPE of the fit for each landmark weight on the tuning split, with the "
-                             "last --model -> resources/bench/detector_loop_tuning.json")
+                        help="instead: PA-MPJPE of the fit for each value of --tune-field on the tuning split, "
+                             "with the last --model -> resources/bench/detector_loop_tuning.json")
+    parser.add_argument("--tune-field", default="landmark_weight",
+                        help="the RefineConfig field --tune varies (default: landmark_weight)")
     args = parser.parse_args()
 
     from megaviewer.io.atomic import atomic_write_text
@@ -41,10 +43,14 @@ def main() -> None:
         from megaviewer.engine import Engine
 
         folder = list(models.values())[-1]
-        report = tune_landmark_weight(Engine.from_pretrained(folder), [float(w) for w in args.tune.split(",")])
+        report = tune_landmark_weight(Engine.from_pretrained(folder), [float(w) for w in args.tune.split(",")],
+                                      field=args.tune_field)
         report["model"] = str(folder or "resources/default")
-        report["command"] = f"python scripts/bench_detector_loop.py --model x={folder} --tune {args.tune}"
-        atomic_write_text(RESULTS_DIR / "detector_loop_tuning.json", json.dumps(report, indent=2) + "\n")
+        field = "" if args.tune_field == "landmark_weight" else f" --tune-field {args.tune_field}"
+        report["command"] = f"python scripts/bench_detector_loop.py --model x={folder} --tune {args.tune}{field}"
+        out = "detector_loop_tuning.json" if args.tune_field == "landmark_weight" else \
+            f"detector_loop_tuning_{args.tune_field}.json"
+        atomic_write_text(RESULTS_DIR / out, json.dumps(report, indent=2) + "\n")
         return
     report = run(models, ("main", "hard"), {"main": args.main, "hard": args.hard})
     report["models"] = {name: str(folder) if folder else "resources/default" for name, folder in models.items()}

@@ -27,7 +27,8 @@ WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key
         "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
                           "detector's gross 2D errors)",
         "default": "`default` recipe: tokenizer on offsets trained 100,000 steps, key poses + real motion, "
-                   "landmarks from the start of conditioned training, 8,400 steps"}
+                   "landmarks from the start of conditioned training, 8,400 steps, then a 6,000-step warm restart "
+                   "with landmarks for half the people"}
 TOKENIZER_MESHES = 1024
 
 

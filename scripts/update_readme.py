@@ -262,7 +262,10 @@ def _mega_recipe(m: dict) -> list[str]:
             + (", the detector's measured gross 2D errors in the observations" if stage.get("gross_2d_errors") else "")
             + f") on a pool of {stage['pool_size']:,} meshes"
             + (f" of the `{stage['pool_prior']}` prior" if "pool_prior" in stage else "")
-            + (f", {r['threads']} torch threads" if "threads" in r else ""))
+            + (f", {r['threads']} torch threads" if "threads" in r else "")
+            + (f", then a warm restart of {stage['tail_steps']:,} steps at learning rate {stage['tail_lr']:g} with "
+               f"landmarks for {100 * stage['tail_landmark_prob']:.0f} % of the people (for a fifth before), so the "
+               "model also reads keypoints alone" if stage.get("tail_steps") else ""))
     hours = {k: v for k, v in (m.get("train_hours") or {}).items() if v}
     if hours:  # a run resumed over several sittings: the checkpoints' accumulated training time
         return ["", text + ". Training time, wall-clock hours on a 2-core CPU: "
@@ -609,7 +612,7 @@ def landmark_noise_section(noise: dict | None, trained: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def detector_loop_section(d: dict | None, tuning: dict | None = None) -> str:
+def detector_loop_section(d: dict | None, *tunings: dict | None) -> str:
     """The detector-in-the-loop benchmark (benchmarks/detector_loop.py)."""
     if not d:
         return ""
@@ -632,11 +635,18 @@ def detector_loop_section(d: dict | None, tuning: dict | None = None) -> str:
     out += ["", "Models: " + ", ".join(f"{name} = `{folder}`" for name, folder in d["models"].items())
             + "; `+landmarks`: the detector's landmarks given to the model and to the fit, `+fit`: the bodies fitted "
               "to the keypoints."]
-    if tuning:
-        best = min(tuning["rows"], key=lambda w: tuning["rows"][w]["pa_mpjpe"])
-        out.append(f"The landmarks' weight in the fit ({best}) was chosen on a separate tuning split of "
-                   f"{tuning['scored']} detected people (`{tuning['command']}`): PA-MPJPE "
-                   + ", ".join(f"{w}: {r['pa_mpjpe']:.1f}" for w, r in tuning["rows"].items()) + " mm.")
+    for t in (t for t in tunings if t):
+        field = t.get("field", "landmark_weight")
+        names = {"landmark_weight": "the landmarks' weight in the fit", "lr": "the fit's learning rate"}
+        name = names.get(field, field)
+        best = min(t["rows"], key=lambda w: t["rows"][w]["pa_mpjpe"])
+        chosen = t.get("default", best)
+        out.append(f"On a separate tuning split of {t['scored']} detected people (`{t['command']}`), "
+                   f"{name}: PA-MPJPE " + ", ".join(f"{w}: {r['pa_mpjpe']:.1f}" for w, r in t["rows"].items())
+                   + f" mm; the default is {chosen:g}"
+                   + ("." if float(best) == float(chosen) else
+                      f", within {t['rows'][f'{chosen:g}']['pa_mpjpe'] - t['rows'][best]['pa_mpjpe']:.2f} mm of the "
+                      "best value."))
     return "\n".join(out) + "\n"
 
 
@@ -681,7 +691,8 @@ def generated_block() -> str:
         refine_section(_load(res / "bench" / "refine.json")),
         landmark_noise_section(_load(res / "body" / "landmark_noise.json"), _load(res / "bench" / "landmarks.json")),
         detector_loop_section(_load(res / "bench" / "detector_loop.json"),
-                              _load(res / "bench" / "detector_loop_tuning.json")),
+                              _load(res / "bench" / "detector_loop_tuning.json"),
+                              _load(res / "bench" / "detector_loop_tuning_lr.json")),
         body_section(_load(res / "body" / "anny.json"),
                      [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
                       if (res / "figures" / f"{name}.json").exists()]),

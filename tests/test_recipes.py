@@ -55,3 +55,26 @@ def test_train_default_script_prints_the_estimate():
     out = subprocess.run([sys.executable, "scripts/train_default.py", "--quick", "--estimate"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert "recipe 'quick'" in out and "hours on a 2-core CPU" in out
+
+
+def test_default_recipe_ends_with_a_warm_restart_with_fewer_landmarks():
+    """The tail stage continues the conditioned stage's final weights with its own learning rate, warm-up and
+    share of people with landmarks, everything else as the conditioned stage; its checkpoints are saved state."""
+    from training.run_recipe import STAGES, conditioned_config
+
+    m = get_recipe("default").mega
+    runs = Path("runs/default")
+    common = dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, pool="pool", tokenizer="tok", threads=1,
+                  ckpt_every=m.ckpt_every, warmup_steps=m.warmup_steps)
+    main = conditioned_config(m, runs, runs / "pretrain" / "final", common)
+    tail = conditioned_config(m, runs, runs / "conditioned" / "final", common, tail=True)
+    assert (main.steps, main.lr, main.warmup_steps, main.observation.landmark_prob) == (m.train_steps, m.lr,
+                                                                                       m.warmup_steps, 0.8)
+    assert (tail.steps, tail.lr, tail.warmup_steps) == (m.tail_steps, m.tail_lr, m.tail_warmup_steps) != (
+        main.steps, main.lr, main.warmup_steps)
+    assert tail.observation.landmark_prob == m.tail_landmark_prob < main.observation.landmark_prob
+    assert tail.init == str(runs / "conditioned" / "final") and tail.out_dir == str(runs / "tail")
+    assert tail.observation.outlier_prob == main.observation.outlier_prob > 0  # the detector's gross errors kept
+    assert (tail.kinds, tail.masking, tail.reprojection_rows) == (main.kinds, main.masking, main.reprojection_rows)
+    assert "tail" in STAGES
+    assert get_recipe("quick").mega.tail_steps == 0  # recipes without one end at the conditioned stage

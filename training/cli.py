@@ -82,7 +82,7 @@ def _recipe_parsers(sub) -> None:
     r.add_argument("--no-install", action="store_true", help="do not copy the results into resources/")
     r.add_argument("--estimate", action="store_true", help="only print the recipe and how long it takes")
     r.add_argument("--until", default=None, choices=("tokenizer", "pretrain", "conditioned"),
-                   help="stop after this stage")
+                   help="stop after this stage (conditioned: before the warm restart and the evaluation)")
 
     s = sub.add_parser("save-state", help="copy each stage's latest checkpoint of a recipe run into --state")
     s.add_argument("name", help="recipe name (for the default --runs)")

@@ -22,7 +22,7 @@ from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
 from training.recipes import MegaStage, Recipe
 from training.state import restore, snapshot
 
-STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned")
+STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned", "tail")
 HARD_SPLIT_PEOPLE = 256
 
 
@@ -99,8 +99,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         format_table,
         observations_for,
     )
-    from training.mega_conditioned import ConditionedConfig, train_conditioned
-    from training.mega_losses import LossWeights
+    from training.mega_conditioned import train_conditioned
     from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
 
     runs = Path(runs)
@@ -130,15 +129,20 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         return None
     if state is not None:
         restore(state / "conditioned", stage_dir(runs, "conditioned"))
-    final = train_conditioned(ConditionedConfig(out_dir=str(stage_dir(runs, "conditioned")), steps=m.train_steps,
-                                                init=str(pre_final), masking=m.masking,
-                                                reprojection_rows=m.reprojection_rows,
-                                                weights=LossWeights(code_smoothing=m.code_smoothing,
-                                                                    lifting=m.lifting),
-                                                kinds=("keypoints", "landmarks") if m.landmarks else None,
-                                                observation=_observations(m), **common),
-                              tokenizer=tokenizer, pool=pool)
+    final = train_conditioned(conditioned_config(m, runs, pre_final, common), tokenizer=tokenizer, pool=pool)
     if final.name != "final":
+        return None
+    hours = {"tokenizer": tokenizer_metrics.get("train_hours"), "pretrain": _hours(pre_final),
+             "conditioned": _hours(final)}
+    if m.tail_steps and until != "conditioned":
+        if state is not None:
+            restore(state / "tail", stage_dir(runs, "tail"))
+        final = train_conditioned(conditioned_config(m, runs, final, common, tail=True), tokenizer=tokenizer,
+                                  pool=pool)
+        if final.name != "final":
+            return None
+        hours["warm restart"] = _hours(final)
+    if until == "conditioned":
         return None
 
     start = time.perf_counter()
@@ -152,9 +156,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     result["hard_poses"] = evaluate(model, tokenizer, regressor, hard)
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times
-    result["train_hours"] = {"tokenizer": tokenizer_metrics.get("train_hours"),
-                             "pretrain": _hours(pre_final),
-                             "conditioned": _hours(final)}
+    result["train_hours"] = hours
     result["recipe"] = recipe.to_dict()
     result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     print(format_table(result))
@@ -166,6 +168,25 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
             install_model(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
         print(f"installed into {default_model_dir().parent}")
     return result
+
+
+def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, tail: bool = False):
+    """The conditioned stage's config (from the pre-trained ``init``), or with ``tail`` its warm restart (from
+    the conditioned stage's final ``init``, at the tail's learning rate and share of people with landmarks)."""
+    from training.mega_conditioned import ConditionedConfig
+    from training.mega_losses import LossWeights
+
+    observation = _observations(m)
+    settings = dict(common)
+    if tail:
+        observation = dataclasses.replace(observation, landmark_prob=m.tail_landmark_prob)
+        settings.update(lr=m.tail_lr, warmup_steps=m.tail_warmup_steps)
+    return ConditionedConfig(out_dir=str(stage_dir(runs, "tail" if tail else "conditioned")),
+                             steps=m.tail_steps if tail else m.train_steps, init=str(init), masking=m.masking,
+                             reprojection_rows=m.reprojection_rows,
+                             weights=LossWeights(code_smoothing=m.code_smoothing, lifting=m.lifting),
+                             kinds=("keypoints", "landmarks") if m.landmarks else None, observation=observation,
+                             **settings)
 
 
 def _observations(stage: MegaStage) -> ObservationConfig:
