@@ -125,8 +125,8 @@ def run(models: dict[str, str | Path | None], splits: Sequence[str], counts: dic
     return report
 
 
-def tune_landmark_weight(engine, weights: Sequence[float], count: int = 160, cache: Path | None = CACHE,
-                         field: str = "landmark_weight") -> dict:
+def tune_refinement(engine, values: Sequence[float], count: int = 160, cache: Path | None = CACHE,
+                    field: str = "landmark_weight") -> dict:
     """PA-MPJPE of the fit with landmarks for each value of a ``RefineConfig`` field (by default the landmarks'
     weight) on the ``tune`` split (other people and cameras than the benchmark's): how the defaults are chosen."""
     split = build_split("tune", count, cache=cache)
@@ -135,7 +135,7 @@ def tune_landmark_weight(engine, weights: Sequence[float], count: int = 160, cac
         raise ValueError(f"RefineConfig has no field {field!r}")
     rows = {}
     try:
-        for value in weights:
+        for value in values:
             engine.refine_config = dataclasses.replace(saved, **{field: type(getattr(saved, field))(value)})
             row = run_engine(engine, split, refine=True, landmarks=True)
             rows[f"{value:g}"] = {k: row[k] for k in ("pa_mpjpe", "pa_mpjpe_limbs12", "ms_per_person_median")}

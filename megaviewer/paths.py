@@ -12,6 +12,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as reports and README name it: relative to the repository when inside it, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def resources_dir() -> Path:
     """The folder holding shipped checkpoints and body assets."""
     override = os.environ.get("MEGAVIEWER_RESOURCES")

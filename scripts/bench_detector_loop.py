@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import RESULTS_DIR  # noqa: E402
-from benchmarks.detector_loop import run, tune_landmark_weight  # noqa: E402
+from benchmarks.detector_loop import run, tune_refinement  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
         from megaviewer.engine import Engine
 
         folder = list(models.values())[-1]
-        report = tune_landmark_weight(Engine.from_pretrained(folder), [float(w) for w in args.tune.split(",")],
+        report = tune_refinement(Engine.from_pretrained(folder), [float(w) for w in args.tune.split(",")],
                                       field=args.tune_field)
         report["model"] = str(folder or "resources/default")
         field = "" if args.tune_field == "landmark_weight" else f" --tune-field {args.tune_field}"

@@ -44,6 +44,7 @@ from megaviewer import generate  # noqa: E402
 from megaviewer.camera_fit import fit_camera  # noqa: E402
 from megaviewer.geometry import metrics  # noqa: E402
 from megaviewer.geometry.rotations import rot6d_to_matrix  # noqa: E402
+from megaviewer.paths import shown_path  # noqa: E402
 from megaviewer.refine import RefineConfig, refine_hypotheses  # noqa: E402
 
 TUNE_SEED = 4_400_017  # tuning split: neither the benchmark's seed nor any training stream's
@@ -286,8 +287,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config = RefineConfig()
     result: dict = {"config": dataclasses.asdict(config), "threads": torch.get_num_threads(),
-                    "model": str(args.model.resolve().relative_to(REPO)) if args.model.resolve().is_relative_to(REPO)
-                    else str(args.model),
+                    "model": shown_path(args.model),
                     "load_average_at_start": list(os.getloadavg())}
     splits = (("benchmark", BENCHMARK_PEOPLE, "keyposes", None), ("hard_poses", 256, "hard", None),
               ("benchmark_clean_keypoints", BENCHMARK_PEOPLE, "keyposes", ObservationConfig(**CLEAN)))

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, Qt
 
     from megaviewer.gui.app import application, apply_theme, create_window
+    from megaviewer.paths import shown_path
 
     app = application()
     apply_theme(app)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     def save(name: str) -> None:
         path = args.out / f"app_{name}.png"
         window.grab().save(str(path))
-        written[name] = str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+        written[name] = shown_path(path)
         print(f"wrote {path}")
 
     if args.image is not None:

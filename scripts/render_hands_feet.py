@@ -26,12 +26,6 @@ REGIONS = {"right hand": (("wrist.R",), 0.11, (0.0, 0.0)), "left foot": (("foot.
 of the view: the foot is seen from the front-side and above)."""
 
 
-def _relative(path: Path) -> str:
-    """``path`` as README links it: relative to the repository when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def view_matrix(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     yaw, pitch = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
     ry = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
@@ -90,6 +84,7 @@ def main() -> None:
     from megaviewer.body.assets import BodyAssets
     from megaviewer.geometry import metrics
     from megaviewer.io.atomic import atomic_write_bytes, atomic_write_text
+    from megaviewer.paths import shown_path
     from megaviewer.render.offscreen import display_mesh
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
@@ -101,9 +96,9 @@ def main() -> None:
                   "after": MeshVQVAE.from_pretrained(args.after).eval()}
     people = metrics.center(meshes.heldout(args.people, seed=args.seed).vertices)
     masks = {name: meshes.body.region_mask(bones).numpy() for name, (bones, _, _) in REGIONS.items()}
-    report: dict = {"command": "python scripts/render_hands_feet.py", "before": _relative(args.before),
-                    "after": _relative(args.after), "vmax_mm": VMAX_MM, "count": args.count,
-                    "figure": _relative(args.out), "tiles": []}
+    report: dict = {"command": "python scripts/render_hands_feet.py", "before": shown_path(args.before),
+                    "after": shown_path(args.after), "vmax_mm": VMAX_MM, "count": args.count,
+                    "figure": shown_path(args.out), "tiles": []}
     with torch.inference_mode():
         decoded = {k: tok.decode(tok.encode(people)).numpy() for k, tok in tokenizers.items()}
         held = metrics.center(meshes.heldout(args.count).vertices)

@@ -59,7 +59,7 @@ def main() -> None:
     from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
-    from megaviewer.paths import resources_dir
+    from megaviewer.paths import resources_dir, shown_path
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
     from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
@@ -95,8 +95,7 @@ def main() -> None:
               "command": "python scripts/train_landmark_model.py", "models": {}}
     for name, folder in folders.items():
         model = load_mega(folder)
-        row = {"folder": str(Path(folder).relative_to(REPO)) if Path(folder).is_relative_to(REPO) else str(folder),
-               "kinds": list(model.config.conditioning.kinds)}
+        row = {"folder": shown_path(folder), "kinds": list(model.config.conditioning.kinds)}
         sets = (("with_landmarks", with_landmarks), ("without_landmarks", with_landmarks.without_landmarks()))
         for label, data in sets:
             if label == "with_landmarks" and "landmarks" not in row["kinds"]:

@@ -26,27 +26,31 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be trusted or does not fit the model; the message names the problem."""
 
 
-def _has_safetensors_header(path: Path) -> bool:
-    """Whether ``path`` starts as a safetensors file does: a little-endian u64 length, then that many bytes of JSON
-    object within the file. Checked first because the pickle and zip signatures below can occur by chance in a
-    safetensors file (a header of 640 bytes starts with b"\\x80\\x02"; tensor bytes can hold a zip directory)."""
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            return False
-        size = int.from_bytes(head, "little")
-        if not 2 <= size <= min(path.stat().st_size - 8, 100_000_000):
-            return False
-        try:
-            return isinstance(json.loads(handle.read(size)), dict)
-        except (UnicodeDecodeError, ValueError):
-            return False
+def _has_safetensors_header(path: Path, handle) -> bool:
+    """Whether the open file ``handle`` (at its first byte) starts as a safetensors file does: a little-endian u64
+    length, then that many bytes of JSON object within the file. Checked first because the pickle and zip
+    signatures below can occur by chance in a safetensors file (a header of 640 bytes starts with
+    b"\\x80\\x02"; tensor bytes can hold a zip directory)."""
+    head = handle.read(8)
+    if len(head) < 8:
+        return False
+    size = int.from_bytes(head, "little")
+    if not 2 <= size <= min(path.stat().st_size - 8, 100_000_000):
+        return False
+    try:
+        return isinstance(json.loads(handle.read(size)), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
 
 
 def _refuse_pickle(path: Path) -> None:
-    if not path.is_file() or _has_safetensors_header(path):
+    if not path.is_file():
         return
-    head = path.read_bytes()[:8]
+    with open(path, "rb") as handle:
+        if _has_safetensors_header(path, handle):
+            return
+        handle.seek(0)
+        head = handle.read(8)
     if head.startswith(_PICKLE_MAGIC) or zipfile.is_zipfile(path):
         raise CheckpointError(
             f"{path} looks like a pickle/PyTorch .pt file; megaviewer only loads .safetensors + JSON "
