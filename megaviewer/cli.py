@@ -156,9 +156,11 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
             return 1
     missing = keypoints.people_without_landmarks() if keypoints is not None else 0
     if missing and "landmarks" in engine.kinds:
+        what = (f"{engine.name} lifts them from the keypoints, less accurately than MediaPipe measures them"
+                if engine.lifts_landmarks else
+                f"{engine.name} is trained to read MediaPipe's landmarks and is less accurate without them")
         print(f"note: {args.keypoints} gives no 3D landmarks for {missing} {'person' if missing == 1 else 'people'}; "
-              f"{engine.name} is trained to read MediaPipe's landmarks and is less accurate without them "
-              "(README: Status of the shipped models)", file=sys.stderr)
+              f"{what} (README: Status of the shipped models)", file=sys.stderr)
     settings = DEFAULTS.with_(mode=args.mode, num_samples=args.samples, steps=args.steps,
                               temperature=args.temperature, seed=args.seed, fit_camera=args.camera_fit,
                               refine=args.refine)

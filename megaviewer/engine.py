@@ -224,6 +224,12 @@ class Engine:
         """The model's conditioning kinds in canonical order (``()`` for an unconditional model)."""
         return tuple(self.model.config.conditioning.kinds)
 
+    @property
+    def lifts_landmarks(self) -> bool:
+        """Whether the model carries a keypoint lifter that answers for absent landmarks
+        (:mod:`megaviewer.model.lifter`)."""
+        return self.model.conditioning is not None and self.model.conditioning.lifter is not None
+
     def label(self) -> str:
         """``name (keypoints+landmarks, anny)``: which checkpoint, what it reads and which body it makes, for
         the command line's result line, the app's status bar and its Result box."""

@@ -1,7 +1,7 @@
 """Time to accuracy of conditioned MEGA training, recipe against recipe (``benchmarks/training_speed.py``).
 
     python scripts/bench_training.py [--only baseline,lr3e-3] [--eval-every 300] [--threads 0]
-                                     [--max-minutes 90] [--target 77.7]
+                                     [--max-minutes 90] [--target 77.7] [--tokenizer DIR] [--pretrained DIR]
 
 Writes ``resources/bench/train_throughput.json`` (variants already measured there are kept).
 """
@@ -29,9 +29,12 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=77.7, help="deterministic PA-MPJPE to reach, mm")
     parser.add_argument("--people", type=int, default=512)
     parser.add_argument("--note", default=None, help="conditions of the measurement, recorded in the report")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default: the shipped one)")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="pre-trained MEGA every variant starts from (default: the shipped one)")
     args = parser.parse_args()
     run([n for n in args.only.split(",") if n], args.out, args.runs, args.eval_every, args.threads,
-        args.max_minutes, args.target, args.people, args.note)
+        args.max_minutes, args.target, args.people, args.note, args.tokenizer, args.pretrained)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ foot vertices), then deterministic PA-MPJPE (mm) on the synthetic benchmark (512
 split (256 people of the held-out motion clips), each with the detector's 3D landmarks for every person (as
 MediaPipe gives them) and without any (a keypoints file from another detector). The people are the same for
 every model: their meshes come from the prior and are built once (the evaluation keeps no tokens).
+
+``DIR+SOURCE`` is the model in DIR with the keypoint lifter of SOURCE (a lifter's folder, or a model carrying
+one) put in without training (:func:`training.lifter.attach_lifter`): what the lifter alone buys.
 """
 
 from __future__ import annotations
@@ -21,19 +24,24 @@ sys.path.insert(0, str(REPO))
 
 MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
           "landmark_model": "resources/baselines/landmark_model",
+          "no_lifter_model": "resources/baselines/no_lifter_model",
+          "no_lifter_model+lifter": "resources/baselines/no_lifter_model+resources/default",
           "default": "resources/default"}
 WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
         "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
                           "detector's gross 2D errors)",
-        "default": "`default` recipe: tokenizer on offsets trained 100,000 steps, key poses + real motion, "
-                   "landmarks from the start of conditioned training, 8,400 steps, then a 6,000-step warm restart "
-                   "with landmarks for half the people"}
+        "no_lifter_model": "`default` recipe up to its first warm restart: tokenizer on offsets trained 100,000 "
+                           "steps, key poses + real motion, landmarks from the start of conditioned training, 8,400 "
+                           "steps, then 6,000 steps with landmarks for half the people",
+        "no_lifter_model+lifter": "no_lifter_model with the default's keypoint lifter put in, without training",
+        "default": "the same, then a keypoint lifter answering for absent landmarks and a second 6,000-step warm "
+                   "restart with it"}
 TOKENIZER_MESHES = 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=None, help="NAME=DIR, repeatable (default: the three "
+    parser.add_argument("--model", action="append", default=None, help="NAME=DIR, repeatable (default: the "
                                                                       "shipped models)")
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "models.json")
     parser.add_argument("--threads", type=int, default=0)
@@ -44,7 +52,6 @@ def main() -> None:
     from megaviewer.body.assets import BodyAssets
     from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
-    from megaviewer.model.mega import load_mega
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
     from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, deterministic_scores, landmark_observations
@@ -60,9 +67,9 @@ def main() -> None:
                     "people": {"main": BENCHMARK_PEOPLE, "hard": HARD_SPLIT_PEOPLE}, "models": {}}
     splits: dict = {}
     for name, folder in models.items():
-        tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(REPO / folder))
+        tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(REPO / folder.split("+")[0]))
         regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
-        model = load_mega(REPO / folder)
+        model = load_model(folder)
         row: dict = {"folder": folder, "what": WHAT.get(name, ""), "kinds": list(model.config.conditioning.kinds)}
         tok = evaluate_tokenizer(tokenizer, SyntheticMeshes(prior_kind="motion"), TOKENIZER_MESHES)
         row["tokenizer"] = {k: tok[k] for k in ("heldout_meshes", "pve_mm", "hands_feet_vertex_p95_mm")}
@@ -80,6 +87,26 @@ def main() -> None:
         report["models"][name] = row
         print(name, json.dumps(row), flush=True)
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+
+
+def load_model(spec: str):
+    """The MEGA of ``DIR``, or of ``DIR+SOURCE``: DIR's model with SOURCE's keypoint lifter put in."""
+    from megaviewer.io.checkpoint import load_config
+    from megaviewer.model.lifter import KIND as LIFTER_KIND
+    from megaviewer.model.lifter import load_lifter
+    from megaviewer.model.mega import load_mega
+    from training.lifter import attach_lifter
+
+    folder, _, source = spec.partition("+")
+    model = load_mega(REPO / folder)
+    if not source:
+        return model
+    if load_config(REPO / source).get("kind") == LIFTER_KIND:
+        return attach_lifter(model, load_lifter(REPO / source))
+    carrier = load_mega(REPO / source).conditioning
+    if carrier is None or carrier.lifter is None:
+        raise SystemExit(f"{source} carries no keypoint lifter")
+    return attach_lifter(model, carrier.lifter)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Reproduce the shipped models from scratch on a CPU: ``megaviewer-train recipe default`` (or ``quick``).
 
 Prints up front how many hours the recipe takes, then runs tokenizer -> mesh pool -> pre-training ->
-keypoint-conditioned training -> evaluation and installs the result into ``resources/``. Every stage resumes
+keypoint-conditioned training (with the default recipe: two warm restarts, the second with a keypoint lifter) ->
+evaluation and installs the result into ``resources/``. Every stage resumes
 where it stopped: rerun the same command. ``--state DIR`` carries the run across machines: an empty stage
 starts from the checkpoint saved there, and ``megaviewer-train save-state default --state DIR`` saves them.
 

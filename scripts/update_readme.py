@@ -265,7 +265,12 @@ def _mega_recipe(m: dict) -> list[str]:
             + (f", {r['threads']} torch threads" if "threads" in r else "")
             + (f", then a warm restart of {stage['tail_steps']:,} steps at learning rate {stage['tail_lr']:g} with "
                f"landmarks for {100 * stage['tail_landmark_prob']:.0f} % of the people (for a fifth before), so the "
-               "model also reads keypoints alone" if stage.get("tail_steps") else ""))
+               "model also reads keypoints alone" if stage.get("tail_steps") else "")
+            + (f", then a keypoint lifter ({stage['lifter_steps']:,} steps of batch {stage['lifter_batch_size']}) "
+               f"and a second warm restart of {stage['lifted_steps']:,} steps at learning rate "
+               f"{stage['lifted_lr']:g} with the lifter's 3D joints as the landmarks of the "
+               f"{100 * (1 - stage['lifted_landmark_prob']):.0f} % of "
+               "people without them" if stage.get("lifted_steps") else ""))
     hours = {k: v for k, v in (m.get("train_hours") or {}).items() if v}
     if hours:  # a run resumed over several sittings: the checkpoints' accumulated training time
         return ["", text + ". Training time, wall-clock hours on a 2-core CPU: "
@@ -650,13 +655,19 @@ def detector_loop_section(d: dict | None, *tunings: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _eval_steps(t: dict) -> str:
+    """How often the recipes were evaluated: one interval, or each one a variant used."""
+    steps = sorted({v.get("eval_every", t["eval_every"]) for v in t["variants"].values()})
+    return " or ".join(f"{s:,}" for s in steps)
+
+
 def throughput_section(t: dict | None) -> str:
     """Time to accuracy of conditioned-training recipes, measured side by side (benchmarks/training_speed.py)."""
     if not t or not t.get("variants"):
         return ""
     out = [f"### Time to accuracy of conditioned training (`{t['command']}`, {t['torch_threads']} torch thread)\n",
            f"Each recipe trains the conditioned stage from the same pre-trained model on the same data and is "
-           f"evaluated every {t['eval_every']} steps on the {t['eval_people']} benchmark people (deterministic "
+           f"evaluated every {_eval_steps(t)} steps on the {t['eval_people']} benchmark people (deterministic "
            f"mode); minutes are training time only. Target: deterministic PA-MPJPE {t['target_pa_mpjpe']:g} mm."
            + (f" {t['note']}" if t.get("note") else "") + "\n",
            "| recipe | steps run | training minutes | PA-MPJPE at the end, mm | minutes to target | vs baseline |",

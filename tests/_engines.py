@@ -19,11 +19,12 @@ def trained_model_available() -> bool:
     return (default_model_dir() / "model.safetensors").exists()
 
 
-def build_tiny_engine(seed: int = 0, unconditional: bool = False, kinds: tuple[str, ...] = ("keypoints",)):
+def build_tiny_engine(seed: int = 0, unconditional: bool = False, kinds: tuple[str, ...] = ("keypoints",),
+                      lifter_hidden: int = 0):
     """A keypoint-conditioned ``test_tiny`` MEGA with random weights from ``seed`` (the global RNG is left as it
     was) over the shipped tokenizer, else a tiny random one; ``unconditional`` adds a ``test_tiny`` model
     without conditioning for random-human generation; ``kinds``: what the model reads. Built in well under a
-    second."""
+    second. ``lifter_hidden``: a random keypoint lifter of that width inside a landmark model."""
     from megaviewer.body.assets import BodyAssets
     from megaviewer.engine import Engine
     from megaviewer.model.mega import Mega
@@ -39,6 +40,8 @@ def build_tiny_engine(seed: int = 0, unconditional: bool = False, kinds: tuple[s
             tokenizer = build_tokenizer(TokenizerConfig(channels=[4, 4, 4]))
         sizes = {"vocab": int(tokenizer.config.num_codes), "seq_len": int(tokenizer.num_tokens)}
         reads = {} if kinds == ("keypoints",) else {"conditioning": {"kinds": kinds}}  # else the preset is "custom"
+        if lifter_hidden:
+            reads["conditioning"]["landmark_lifter_hidden"] = lifter_hidden
         model = Mega.from_preset("test_tiny", **reads, **sizes)
         uncond = Mega.from_preset("test_tiny", conditioning={"kinds": ()}, **sizes) if unconditional else None
     return Engine(model, tokenizer, BodyAssets.load(tokenizer.config.body).coco_regressor, device="cpu",

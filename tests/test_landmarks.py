@@ -115,7 +115,10 @@ def test_infer_says_when_a_landmark_model_gets_keypoints_without_landmarks(tmp_p
             "--formats", "npz", "--quiet"]
     assert main(args, engine=build_tiny_engine(kinds=("keypoints", "landmarks"))) == 0
     notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]
-    assert len(notes) == 1 and "no 3D landmarks for 1 person;" in notes[0]
+    assert len(notes) == 1 and "no 3D landmarks for 1 person;" in notes[0] and "less accurate" in notes[0]
+    assert main(args, engine=build_tiny_engine(kinds=("keypoints", "landmarks"), lifter_hidden=8)) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "lifts them from the keypoints" in notes[0]
     assert main(args, engine=tiny_engine()) == 0  # a keypoint model has nothing to miss
     assert "no 3D landmarks" not in capsys.readouterr().err
 

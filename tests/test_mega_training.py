@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,27 @@ def test_image_path_small(tmp_path, tiny_tokenizer, synthetic_meshes):
     assert result["final"]["token_ce"] < result["initial"]["token_ce"]
     assert list((tmp_path / "img").glob("images-16x64-seed0.safetensors"))
     assert load_mega(result["final_dir"]).config.conditioning.image_backbone == "resnet18"
+
+
+def test_train_conditioned_carries_the_trained_lifter_frozen(tmp_path, tiny_tokenizer, tiny_pool):
+    from megaviewer.model.lifter import LifterConfig, load_lifter
+    from training.evaluate import landmark_observations
+    from training.lifter import LifterTrainConfig, train_lifter
+
+    lifter_dir = train_lifter(LifterTrainConfig(out_dir=str(tmp_path / "lifter"), steps=3, batch_size=8,
+                                                lifter=LifterConfig(hidden=16, depth=1), progress=False), tiny_pool)
+    torch.manual_seed(2)
+    save_mega(tmp_path / "pre", build_mega("test_tiny", tiny_tokenizer, kinds=()))
+    cfg = ConditionedConfig(out_dir=str(tmp_path / "cond"), preset="test_tiny", steps=3, batch_size=4, lr=1e-2,
+                            warmup_steps=0, ckpt_every=3, log_every=1, progress=False, init=str(tmp_path / "pre"),
+                            kinds=("keypoints", "landmarks"), observation=landmark_observations(0.5),
+                            lifter=str(lifter_dir))
+    model = load_mega(train_conditioned(cfg, tokenizer=tiny_tokenizer, pool=tiny_pool))
+    trained_lifter = load_lifter(lifter_dir)
+    assert model.config.conditioning.landmark_lifter_hidden == 16
+    for name, value in trained_lifter.state_dict().items():  # loaded after the init, and never trained
+        assert torch.equal(model.conditioning.lifter.state_dict()[name], value), name
+    other = shutil.copytree(lifter_dir, tmp_path / "other_lifter")
+    with pytest.raises(CheckpointError, match="other_lifter"):  # a resume with another lifter is refused
+        train_conditioned(ConditionedConfig(**{**cfg.__dict__, "lifter": str(other)}),
+                          tokenizer=tiny_tokenizer, pool=tiny_pool)

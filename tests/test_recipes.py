@@ -67,7 +67,7 @@ def test_default_recipe_ends_with_a_warm_restart_with_fewer_landmarks():
     common = dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, pool="pool", tokenizer="tok", threads=1,
                   ckpt_every=m.ckpt_every, warmup_steps=m.warmup_steps)
     main = conditioned_config(m, runs, runs / "pretrain" / "final", common)
-    tail = conditioned_config(m, runs, runs / "conditioned" / "final", common, tail=True)
+    tail = conditioned_config(m, runs, runs / "conditioned" / "final", common, stage="tail")
     assert (main.steps, main.lr, main.warmup_steps, main.observation.landmark_prob) == (m.train_steps, m.lr,
                                                                                        m.warmup_steps, 0.8)
     assert (tail.steps, tail.lr, tail.warmup_steps) == (m.tail_steps, m.tail_lr, m.tail_warmup_steps) != (
@@ -76,5 +76,12 @@ def test_default_recipe_ends_with_a_warm_restart_with_fewer_landmarks():
     assert tail.init == str(runs / "conditioned" / "final") and tail.out_dir == str(runs / "tail")
     assert tail.observation.outlier_prob == main.observation.outlier_prob > 0  # the detector's gross errors kept
     assert (tail.kinds, tail.masking, tail.reprojection_rows) == (main.kinds, main.masking, main.reprojection_rows)
-    assert "tail" in STAGES
+    assert "tail" in STAGES and tail.lifter is None
     assert get_recipe("quick").mega.tail_steps == 0  # recipes without one end at the conditioned stage
+    # The second warm restart: from the tail's final weights, with the trained lifter inside the model.
+    lifter = runs / "lifter" / "final"
+    lifted = conditioned_config(m, runs, runs / "tail" / "final", common, stage="lifted", lifter=lifter)
+    assert (lifted.steps, lifted.lr, lifted.lifter) == (m.lifted_steps, m.lifted_lr, str(lifter))
+    assert lifted.observation.landmark_prob == m.lifted_landmark_prob and lifted.out_dir == str(runs / "lifted")
+    assert (lifted.kinds, lifted.observation.outlier_prob) == (main.kinds, main.observation.outlier_prob)
+    assert STAGES[-2:] == ("lifter", "lifted") and get_recipe("quick").mega.lifter_steps == 0

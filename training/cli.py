@@ -71,6 +71,7 @@ def _run_eval_tokenizer(args) -> int:
 
 def _recipe_parsers(sub) -> None:
     from training.recipes import RECIPES
+    from training.run_recipe import STAGES
 
     r = sub.add_parser("recipe", help="run a named recipe end to end (the shipped default: 'default')")
     r.add_argument("name", choices=sorted(RECIPES))
@@ -81,8 +82,9 @@ def _recipe_parsers(sub) -> None:
     r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     r.add_argument("--no-install", action="store_true", help="do not copy the results into resources/")
     r.add_argument("--estimate", action="store_true", help="only print the recipe and how long it takes")
-    r.add_argument("--until", default=None, choices=("tokenizer", "pretrain", "conditioned"),
-                   help="stop after this stage (conditioned: before the warm restart and the evaluation)")
+    r.add_argument("--until", default=None, choices=STAGES[:-1],
+                   help="stop after this stage, before the later ones and the evaluation (conditioned: before the "
+                        "warm restarts)")
 
     s = sub.add_parser("save-state", help="copy each stage's latest checkpoint of a recipe run into --state")
     s.add_argument("name", help="recipe name (for the default --runs)")
@@ -167,7 +169,31 @@ def _mega_parsers(sub) -> None:
                    help="weight of the soft-decoded mesh loss (ours; default 0 = off)")
     t.add_argument("--code-smoothing", type=float, default=0.0,
                    help="share of each token target moved to neighbouring codes (ours; default 0 = one-hot)")
+    t.add_argument("--landmark-prob", type=float, default=0.8,
+                   help="with landmarks: the share of people who have them (simulated with the detector's measured "
+                        "errors; the others have none)")
+    t.add_argument("--gross-2d-errors", action="store_true",
+                   help="keypoint outliers as the real detector makes them (as the default recipe trains)")
+    t.add_argument("--lifter", default=None,
+                   help="a trained keypoint lifter's folder (megaviewer-train lifter), frozen inside a landmark "
+                        "model: it answers for the landmarks of people who have none")
     _mega_common(t)
+
+    f = sub.add_parser("lifter", help="train the keypoint lifter (2D keypoints -> 3D joints) a landmark model "
+                                      "reads when the detector gives no landmarks")
+    f.add_argument("--out", default="runs/lifter", help="run folder (checkpoints, TensorBoard, final/)")
+    f.add_argument("--pool", default=None, help="mesh pool built by pretrain/train (default: runs/pool.safetensors)")
+    f.add_argument("--steps", type=int, default=10_000)
+    f.add_argument("--batch-size", type=int, default=256)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--hidden", type=int, default=1024, help="width of the hidden layers")
+    f.add_argument("--depth", type=int, default=3, help="number of hidden layers")
+    f.add_argument("--gross-2d-errors", action="store_true",
+                   help="keypoint outliers as the real detector makes them (as the default recipe trains)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--stop-at", type=int, default=None, help="stop after this many steps (rerun to continue)")
+    f.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    f.add_argument("--no-progress", action="store_true")
 
     i = sub.add_parser("image-path", help="train an image-conditioned MEGA on rendered crops (small scale)")
     i.add_argument("--out", default="runs/image_path")
@@ -224,7 +250,23 @@ def _mega_config(args, cls):
         values["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
         values["reprojection_rows"] = args.reprojection_rows
         values["weights"] = LossWeights(geometry=args.geometry_weight, code_smoothing=args.code_smoothing)
+        values["lifter"] = args.lifter
+        if args.data is None:
+            values["observation"] = _synthetic_observations(values["kinds"] or (), args.landmark_prob,
+                                                            args.gross_2d_errors)
     return cls(**values)
+
+
+def _synthetic_observations(kinds: tuple[str, ...], landmark_prob: float, gross_2d_errors: bool):
+    """The simulated detector of synthetic conditioned training: landmarks for ``landmark_prob`` of the people
+    when the model reads them, and the real detector's gross 2D errors when asked."""
+    from dataclasses import replace
+
+    from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
+    from training.evaluate import landmark_observations
+
+    observation = landmark_observations(landmark_prob) if "landmarks" in kinds else ObservationConfig()
+    return replace(observation, **GROSS_2D_ERRORS) if gross_2d_errors else observation
 
 
 def _report_final(final: Path) -> None:
@@ -252,12 +294,34 @@ def _run_train(args) -> int:
     return 0
 
 
+def _run_lifter(args) -> int:
+    from megaviewer.model.lifter import LifterConfig
+    from training.lifter import LifterTrainConfig, train_lifter
+    from training.mega_pretrain import default_pool_path
+
+    observation = _synthetic_observations((), 0.0, args.gross_2d_errors)
+    if not Path(args.pool or default_pool_path()).exists():
+        print(f"megaviewer-train lifter: no mesh pool at {args.pool or default_pool_path()}; pretrain or train "
+              "builds one (--pool FILE)", file=sys.stderr)
+        return 2
+    cfg = LifterTrainConfig(out_dir=args.out, pool=args.pool or default_pool_path(), steps=args.steps,
+                            batch_size=args.batch_size, lr=args.lr, lifter=LifterConfig(hidden=args.hidden,
+                                                                                         depth=args.depth),
+                            observation=observation, seed=args.seed, stop_at=args.stop_at, threads=args.threads,
+                            progress=not args.no_progress)
+    _report_final(train_lifter(cfg))
+    return 0
+
+
 def _run_train_dataset(args) -> int:
     from dataclasses import replace
 
     from training.data.dataset import AugmentConfig
     from training.mega_dataset import DatasetTrainConfig, train_on_dataset
 
+    if args.lifter:
+        print("megaviewer-train train: --lifter serves synthetic keypoint training, not --data", file=sys.stderr)
+        return 2
     args.out = args.out or "runs/mega_dataset"
     cfg = _mega_config(args, DatasetTrainConfig)
     cfg = replace(cfg, data=args.data, kinds=cfg.kinds or ("image",), backbone=args.backbone,
@@ -286,7 +350,7 @@ def _run_image_path(args) -> int:
 
 
 COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer, "pretrain": _run_pretrain,
-            "train": _run_train, "image-path": _run_image_path, "recipe": _run_recipe,
+            "train": _run_train, "lifter": _run_lifter, "image-path": _run_image_path, "recipe": _run_recipe,
             "save-state": _run_save_state}
 
 

@@ -27,9 +27,11 @@ from megaviewer.io.checkpoint import CheckpointError, load_checkpoint_tensors, l
 from megaviewer.masking import sample_visible_mask
 from megaviewer.model import Mega
 from megaviewer.model.config import KIND as MEGA_KIND
+from megaviewer.model.lifter import load_lifter
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.observations import ObservationBatch, ObservationConfig, synthesize
 from training.data.pool import MeshPool
+from training.lifter import lifter_conditioning
 from training.loop import train
 from training.mega_losses import LossWeights, code_neighbour_targets, hmr_losses, lifting_loss
 from training.mega_pretrain import (
@@ -61,6 +63,9 @@ class ConditionedConfig(PretrainConfig):
     weights: LossWeights = field(default_factory=LossWeights)
     # 2D loss on this many samples of each batch (None: all, as the original); see training.mega_losses.
     reprojection_rows: int | None = None
+    # A trained keypoint lifter's folder (megaviewer-train lifter): frozen inside the model, it answers for the
+    # landmarks of people who have none (a landmark model only).
+    lifter: str | None = None
 
 
 @dataclass
@@ -211,7 +216,8 @@ def run_settings(cfg: ConditionedConfig, pool: MeshPool) -> dict[str, Any]:
             "pool_seed": pool.seed, "pool_size": len(pool), "preset": cfg.preset,
             "init": str(Path(cfg.init).resolve()) if cfg.init else None,
             "observation": asdict(cfg.observation), "weights": asdict(cfg.weights),
-            "reprojection_rows": cfg.reprojection_rows}
+            "reprojection_rows": cfg.reprojection_rows,
+            **({"lifter": str(Path(cfg.lifter).resolve())} if cfg.lifter else {})}
 
 
 def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None,
@@ -232,12 +238,15 @@ def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None
     regressor = regressor if regressor is not None else keypoint_regressor(cfg.body, tokenizer)
     check_run_config(cfg.out_dir, run_settings(cfg, pool))
     torch.manual_seed(cfg.seed)
-    model = build_mega(cfg.preset, tokenizer, kinds=cfg.kinds)
+    lifter = load_lifter(cfg.lifter) if cfg.lifter else None
+    model = build_mega(cfg.preset, tokenizer, kinds=cfg.kinds, conditioning=lifter_conditioning(lifter))
     if cfg.init:
         report = load_pretrained(model, cfg.init)
         if env_rank() == 0:
             print(f"megaviewer-train: initialised {len(report.loaded)} tensors from {cfg.init}; "
                   f"{len(report.fresh)} new", flush=True)
+    if lifter is not None:
+        model.conditioning.lifter.load_state_dict(lifter.state_dict())
     task = ConditionedTask(model, pool, tokenizer, regressor, cfg.batch_size, cfg.masking, cfg.observation,
                            cfg.weights, cfg.reprojection_rows)
     return finish(train(task, cfg.loop_config()), tokenizer)

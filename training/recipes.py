@@ -63,6 +63,16 @@ class MegaStage:
     tail_lr: float = 5e-4
     tail_warmup_steps: int = 100
     tail_landmark_prob: float = 0.5
+    # Then a keypoint lifter (megaviewer.model.lifter; 0 steps: none) trained on the same simulated detector, and
+    # a second warm restart with it frozen inside the model: people without landmarks read the lifter's 3D
+    # joints instead of nothing, so the model answers keypoints alone nearly as well as keypoints + landmarks.
+    lifter_steps: int = 0
+    lifter_batch_size: int = 256
+    lifter_lr: float = 1e-3
+    lifted_steps: int = 0
+    lifted_lr: float = 5e-4
+    lifted_landmark_prob: float = 0.5
+    lifter_seconds_per_step: float = 0.084
     ckpt_every: int = 500
     pool_seconds_per_mesh: float = 0.0025
     pretrain_seconds_per_step: float = 0.28
@@ -85,6 +95,9 @@ class Recipe:
                 "pretrain": m.pretrain_steps * m.pretrain_seconds_per_step / 60,
                 "conditioned": m.train_steps * m.train_seconds_per_step / 60,
                 **({"warm restart": m.tail_steps * m.train_seconds_per_step / 60} if m.tail_steps else {}),
+                **({"lifter": m.lifter_steps * m.lifter_seconds_per_step / 60} if m.lifter_steps else {}),
+                **({"warm restart with the lifter": m.lifted_steps * m.train_seconds_per_step / 60}
+                   if m.lifted_steps else {}),
                 "evaluation": self.eval_minutes}
 
     def estimated_hours(self) -> float:
@@ -113,13 +126,14 @@ def get_recipe(name: str) -> Recipe:
 # The shipped models: a long tokenizer run on offsets from the template (sharp hands and feet) and MEGA on
 # the key poses mixed with real motion, reading keypoints and the detector's 3D landmarks, trained on the
 # detector's measured gross 2D errors for as many steps (8,400) as the landmark model it replaces had in all,
-# then a 6,000-step warm restart with landmarks for half the people.
+# then a 6,000-step warm restart with landmarks for half the people, and a second one of 6,000 steps with a
+# keypoint lifter answering for the landmarks of the other half.
 register(Recipe(
     name="default",
     summary="the shipped default: tokenizer on offsets, key poses + real motion, landmarks, long CPU run",
     tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0),
     mega=MegaStage(landmarks=True, gross_2d_errors=True, train_steps=8_400, train_seconds_per_step=0.36,
-                   tail_steps=6_000),
+                   tail_steps=6_000, lifter_steps=10_000, lifted_steps=6_000),
 ))
 
 # At most 90 minutes on a 2-core CPU, for people who want a model fast.

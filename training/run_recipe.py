@@ -1,5 +1,6 @@
 """Run a named recipe (:mod:`training.recipes`) end to end: tokenizer -> mesh pool -> pre-training ->
-keypoint-conditioned training -> evaluation -> install into ``resources/``.
+keypoint-conditioned training -> warm restart -> keypoint lifter -> warm restart with the lifter (the
+stages a recipe has) -> evaluation -> install into ``resources/``.
 
 Every stage resumes where it stopped. With ``state_dir``, a stage whose run folder is empty first takes the
 checkpoint saved there (:func:`training.state.restore`), and :func:`save_state` stores each stage's latest
@@ -22,7 +23,7 @@ from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
 from training.recipes import MegaStage, Recipe
 from training.state import restore, snapshot
 
-STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned", "tail")
+STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned", "tail", "lifter", "lifted")
 HARD_SPLIT_PEOPLE = 256
 
 
@@ -137,12 +138,27 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     if m.tail_steps and until != "conditioned":
         if state is not None:
             restore(state / "tail", stage_dir(runs, "tail"))
-        final = train_conditioned(conditioned_config(m, runs, final, common, tail=True), tokenizer=tokenizer,
+        final = train_conditioned(conditioned_config(m, runs, final, common, stage="tail"), tokenizer=tokenizer,
                                   pool=pool)
         if final.name != "final":
             return None
         hours["warm restart"] = _hours(final)
     if until == "conditioned":
+        return None
+    if m.lifter_steps and until != "tail":
+        lifter = train_lifter_stage(m, runs, pool, threads, state)
+        if lifter.name != "final":
+            return None
+        hours["lifter"] = _hours(lifter)
+        if m.lifted_steps and until != "lifter":
+            if state is not None:
+                restore(state / "lifted", stage_dir(runs, "lifted"))
+            final = train_conditioned(conditioned_config(m, runs, final, common, stage="lifted", lifter=lifter),
+                                      tokenizer=tokenizer, pool=pool)
+            if final.name != "final":
+                return None
+            hours["warm restart with the lifter"] = _hours(final)
+    if until in ("tail", "lifter"):
         return None
 
     start = time.perf_counter()
@@ -170,23 +186,40 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     return result
 
 
-def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, tail: bool = False):
-    """The conditioned stage's config (from the pre-trained ``init``), or with ``tail`` its warm restart (from
-    the conditioned stage's final ``init``, at the tail's learning rate and share of people with landmarks)."""
+def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage: str = "conditioned",
+                       lifter: Path | None = None):
+    """The config of a conditioned ``stage``: ``conditioned`` (from the pre-trained ``init``), ``tail``, its warm
+    restart (from the conditioned stage's final ``init``, at the tail's learning rate and share of people with
+    landmarks), or ``lifted``, the second warm restart with the trained ``lifter`` inside the model."""
     from training.mega_conditioned import ConditionedConfig
     from training.mega_losses import LossWeights
 
     observation = _observations(m)
     settings = dict(common)
-    if tail:
+    steps = {"conditioned": m.train_steps, "tail": m.tail_steps, "lifted": m.lifted_steps}[stage]
+    if stage == "tail":
         observation = dataclasses.replace(observation, landmark_prob=m.tail_landmark_prob)
         settings.update(lr=m.tail_lr, warmup_steps=m.tail_warmup_steps)
-    return ConditionedConfig(out_dir=str(stage_dir(runs, "tail" if tail else "conditioned")),
-                             steps=m.tail_steps if tail else m.train_steps, init=str(init), masking=m.masking,
+    elif stage == "lifted":
+        observation = dataclasses.replace(observation, landmark_prob=m.lifted_landmark_prob)
+        settings.update(lr=m.lifted_lr, warmup_steps=m.tail_warmup_steps, lifter=str(lifter))
+    return ConditionedConfig(out_dir=str(stage_dir(runs, stage)), steps=steps, init=str(init), masking=m.masking,
                              reprojection_rows=m.reprojection_rows,
                              weights=LossWeights(code_smoothing=m.code_smoothing, lifting=m.lifting),
                              kinds=("keypoints", "landmarks") if m.landmarks else None, observation=observation,
                              **settings)
+
+
+def train_lifter_stage(m: MegaStage, runs: Path, pool, threads: int, state: Path | None) -> Path:
+    """The keypoint lifter, trained on the conditioned stage's simulated detector (its keypoints only)."""
+    from training.lifter import LifterTrainConfig, train_lifter
+
+    if state is not None:
+        restore(state / "lifter", stage_dir(runs, "lifter"))
+    observation = dataclasses.replace(_observations(m), landmarks=None)
+    return train_lifter(LifterTrainConfig(out_dir=str(stage_dir(runs, "lifter")), steps=m.lifter_steps,
+                                          batch_size=m.lifter_batch_size, lr=m.lifter_lr, observation=observation,
+                                          threads=threads), pool=pool)
 
 
 def _observations(stage: MegaStage) -> ObservationConfig:

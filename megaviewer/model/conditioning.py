@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from megaviewer.model.config import ConditioningConfig
+from megaviewer.model.lifter import KeypointLifter, LifterConfig
 from megaviewer.model.timm_import import import_timm
 from megaviewer.model.transformer import sinusoidal_encoding, trunc_normal_
 
@@ -211,11 +212,28 @@ class ConditioningStack(nn.Module):
         self.kinds = tuple(config.kinds)
         self.conditioners = nn.ModuleDict({kind: _CONDITIONERS[kind](config, dim) for kind in self.kinds})
         self.pooled_dim = sum(int(c.pooled_dim) for c in self.conditioners.values())
+        self.lifter: KeypointLifter | None = None
+        if config.landmark_lifter_hidden:
+            self.lifter = KeypointLifter(LifterConfig(config.num_keypoints, config.landmark_lifter_hidden,
+                                                      config.landmark_lifter_depth)).requires_grad_(False)
+
+    def with_lifted_landmarks(self, cond: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        """``cond`` with the lifter's landmarks for every person whose landmarks are all absent (visibility 0)."""
+        if self.lifter is None:
+            return cond
+        landmarks = cond["landmarks"]
+        absent = ~(torch.nan_to_num(landmarks[..., -1], nan=0.0) > 0).any(dim=-1)
+        if not bool(absent.any()):
+            return cond
+        with torch.no_grad():
+            lifted = self.lifter.landmarks(cond["keypoints"]).to(landmarks.dtype)
+        return {**cond, "landmarks": torch.where(absent[:, None, None], lifted, landmarks)}
 
     def forward(self, cond: Mapping[str, torch.Tensor]) -> CondEncoding:
         missing = [k for k in self.kinds if k not in cond]
         if missing:
             raise ValueError(f"conditioning inputs missing: {missing} (model expects {list(self.kinds)})")
+        cond = self.with_lifted_landmarks(cond)
         tokens, pooled = [], []
         for kind in self.kinds:
             t, p = self.conditioners[kind](cond[kind])

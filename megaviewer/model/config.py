@@ -40,6 +40,10 @@ class ConditioningConfig:
     keypoint_lift_head: bool = False
     # The detector's 3D world landmarks at the COCO-17 points (x, y, z metres around the hips, visibility).
     num_landmarks: int = 17
+    # A frozen keypoint lifter (megaviewer.model.lifter) of this width and depth answers for the landmarks of
+    # people who have none (0: no lifter; absent landmarks then read as "missing").
+    landmark_lifter_hidden: int = 0
+    landmark_lifter_depth: int = 3
 
     def __post_init__(self) -> None:
         kinds = tuple(self.kinds)
@@ -51,11 +55,15 @@ class ConditioningConfig:
         self.image_size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
         if self.num_keypoints < 1 or self.keypoint_hidden < 1:
             raise ValueError("num_keypoints and keypoint_hidden must be positive")
+        if self.landmark_lifter_hidden and not {"keypoints", "landmarks"} <= set(self.kinds):
+            raise ValueError("a landmark lifter needs both the keypoint and the landmark conditioners")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["kinds"] = list(self.kinds)
         data["image_size"] = list(self.image_size)
+        if not self.landmark_lifter_hidden:  # a model without a lifter keeps the config (and fingerprint) it had
+            del data["landmark_lifter_hidden"], data["landmark_lifter_depth"]
         return data
 
     @classmethod

@@ -34,16 +34,11 @@ import torch
 from megaviewer.body.keypoints import COCO17_FLIP_PERMUTATION
 from megaviewer.geometry.metrics import procrustes_rotation
 from megaviewer.geometry.rotations import matrix_to_rotvec, rotvec_to_matrix
+from megaviewer.model.lifter import hip_centred
 
-HIPS = (11, 12)
 LIMB_BONES = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 11), (6, 12))
 SWAP_RATIO = 0.7  # swapped labels explain the landmarks this much better -> a swap
 REVERSED_DEG = 90.0
-
-
-def hip_centred(joints: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """(..., 17, 3) -> the same joints around the midpoint of the hips (numpy arrays or tensors)."""
-    return joints - joints[..., list(HIPS), :].mean(-2, keepdims=True)
 
 
 def limb_length(joints: np.ndarray) -> np.ndarray:
