@@ -233,6 +233,7 @@ def _dataset_options(t) -> None:
 def _mega_config(args, cls):
     from dataclasses import fields
 
+    from training.evaluate import training_observations
     from training.mega_losses import LossWeights
     from training.mega_pretrain import default_pool_path
 
@@ -252,21 +253,9 @@ def _mega_config(args, cls):
         values["weights"] = LossWeights(geometry=args.geometry_weight, code_smoothing=args.code_smoothing)
         values["lifter"] = args.lifter
         if args.data is None:
-            values["observation"] = _synthetic_observations(values["kinds"] or (), args.landmark_prob,
-                                                            args.gross_2d_errors)
+            values["observation"] = training_observations("landmarks" in (values["kinds"] or ()),
+                                                          args.gross_2d_errors, args.landmark_prob)
     return cls(**values)
-
-
-def _synthetic_observations(kinds: tuple[str, ...], landmark_prob: float, gross_2d_errors: bool):
-    """The simulated detector of synthetic conditioned training: landmarks for ``landmark_prob`` of the people
-    when the model reads them, and the real detector's gross 2D errors when asked."""
-    from dataclasses import replace
-
-    from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
-    from training.evaluate import landmark_observations
-
-    observation = landmark_observations(landmark_prob) if "landmarks" in kinds else ObservationConfig()
-    return replace(observation, **GROSS_2D_ERRORS) if gross_2d_errors else observation
 
 
 def _report_final(final: Path) -> None:
@@ -296,15 +285,17 @@ def _run_train(args) -> int:
 
 def _run_lifter(args) -> int:
     from megaviewer.model.lifter import LifterConfig
+    from training.evaluate import training_observations
     from training.lifter import LifterTrainConfig, train_lifter
     from training.mega_pretrain import default_pool_path
 
-    observation = _synthetic_observations((), 0.0, args.gross_2d_errors)
-    if not Path(args.pool or default_pool_path()).exists():
-        print(f"megaviewer-train lifter: no mesh pool at {args.pool or default_pool_path()}; pretrain or train "
-              "builds one (--pool FILE)", file=sys.stderr)
+    pool = args.pool or default_pool_path()
+    if not Path(pool).exists():
+        print(f"megaviewer-train lifter: no mesh pool at {pool}; pretrain or train builds one (--pool FILE)",
+              file=sys.stderr)
         return 2
-    cfg = LifterTrainConfig(out_dir=args.out, pool=args.pool or default_pool_path(), steps=args.steps,
+    observation = training_observations(False, args.gross_2d_errors)
+    cfg = LifterTrainConfig(out_dir=args.out, pool=pool, steps=args.steps,
                             batch_size=args.batch_size, lr=args.lr, lifter=LifterConfig(hidden=args.hidden,
                                                                                          depth=args.depth),
                             observation=observation, seed=args.seed, stop_at=args.stop_at, threads=args.threads,

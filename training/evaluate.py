@@ -67,7 +67,10 @@ def observations_for(model: Mega) -> ObservationConfig:
     return landmark_observations(landmark_prob=1.0)
 
 
-def landmark_observations(landmark_prob: float = 0.8) -> ObservationConfig:
+TRAINING_LANDMARK_PROB = 0.8  # people with landmarks in conditioned training: the rest teach keypoints alone
+
+
+def landmark_observations(landmark_prob: float = TRAINING_LANDMARK_PROB) -> ObservationConfig:
     """Observations with the detector's 3D landmarks simulated by the measured error model (resources/body), for
     ``landmark_prob`` of the people (training keeps some without, so a model works without them)."""
     from megaviewer.paths import resources_dir
@@ -75,6 +78,19 @@ def landmark_observations(landmark_prob: float = 0.8) -> ObservationConfig:
 
     return ObservationConfig(landmarks=LandmarkNoise.from_json(resources_dir() / "body" / "landmark_noise.json"),
                              landmark_prob=landmark_prob)
+
+
+def training_observations(landmarks: bool, gross_2d_errors: bool,
+                          landmark_prob: float = TRAINING_LANDMARK_PROB) -> ObservationConfig:
+    """The simulated detector of synthetic conditioned training (recipes and ``megaviewer-train``): the 3D
+    landmarks for ``landmark_prob`` of the people when the model reads them, and the real detector's gross 2D
+    errors (:data:`training.data.observations.GROSS_2D_ERRORS`) when asked."""
+    from dataclasses import replace
+
+    from training.data.observations import GROSS_2D_ERRORS
+
+    observation = landmark_observations(landmark_prob) if landmarks else ObservationConfig()
+    return replace(observation, **GROSS_2D_ERRORS) if gross_2d_errors else observation
 
 
 @torch.inference_mode()

@@ -20,12 +20,13 @@ from megaviewer.model.mega import Mega
 from training.data.observations import ObservationConfig, synthesize
 from training.data.pool import MeshPool
 from training.loop import LoopConfig, train
+from training.mega_pretrain import DEFAULT_POOL, check_run_config
 
 
 @dataclass
 class LifterTrainConfig:
     out_dir: str = "runs/lifter"
-    pool: str = "runs/default/pool.safetensors"
+    pool: str = DEFAULT_POOL
     steps: int = 10_000
     batch_size: int = 256
     lr: float = 1e-3
@@ -91,8 +92,6 @@ class LifterTask:
 
 def train_lifter(cfg: LifterTrainConfig, pool: MeshPool | None = None) -> Path:
     """Run (or resume) lifter training; returns ``out_dir/final`` (or the ``stop_at`` checkpoint)."""
-    from training.mega_pretrain import check_run_config
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pool = pool if pool is not None else MeshPool.load(cfg.pool)

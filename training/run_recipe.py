@@ -9,7 +9,6 @@ checkpoint there, so a run of many hours continues on another machine from the r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import shutil
@@ -19,7 +18,6 @@ from pathlib import Path
 import torch
 
 from megaviewer.io.atomic import atomic_write_text
-from training.data.observations import GROSS_2D_ERRORS, ObservationConfig
 from training.recipes import MegaStage, Recipe
 from training.state import restore, snapshot
 
@@ -191,17 +189,18 @@ def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage
     """The config of a conditioned ``stage``: ``conditioned`` (from the pre-trained ``init``), ``tail``, its warm
     restart (from the conditioned stage's final ``init``, at the tail's learning rate and share of people with
     landmarks), or ``lifted``, the second warm restart with the trained ``lifter`` inside the model."""
+    from training.evaluate import TRAINING_LANDMARK_PROB, training_observations
     from training.mega_conditioned import ConditionedConfig
     from training.mega_losses import LossWeights
 
-    observation = _observations(m)
     settings = dict(common)
     steps = {"conditioned": m.train_steps, "tail": m.tail_steps, "lifted": m.lifted_steps}[stage]
+    landmark_prob = {"conditioned": TRAINING_LANDMARK_PROB, "tail": m.tail_landmark_prob,
+                     "lifted": m.lifted_landmark_prob}[stage]
+    observation = training_observations(m.landmarks, m.gross_2d_errors, landmark_prob)
     if stage == "tail":
-        observation = dataclasses.replace(observation, landmark_prob=m.tail_landmark_prob)
         settings.update(lr=m.tail_lr, warmup_steps=m.tail_warmup_steps)
     elif stage == "lifted":
-        observation = dataclasses.replace(observation, landmark_prob=m.lifted_landmark_prob)
         settings.update(lr=m.lifted_lr, warmup_steps=m.tail_warmup_steps, lifter=str(lifter))
     return ConditionedConfig(out_dir=str(stage_dir(runs, stage)), steps=steps, init=str(init), masking=m.masking,
                              reprojection_rows=m.reprojection_rows,
@@ -212,22 +211,15 @@ def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage
 
 def train_lifter_stage(m: MegaStage, runs: Path, pool, threads: int, state: Path | None) -> Path:
     """The keypoint lifter, trained on the conditioned stage's simulated detector (its keypoints only)."""
+    from training.evaluate import training_observations
     from training.lifter import LifterTrainConfig, train_lifter
 
     if state is not None:
         restore(state / "lifter", stage_dir(runs, "lifter"))
-    observation = dataclasses.replace(_observations(m), landmarks=None)
+    observation = training_observations(False, m.gross_2d_errors)
     return train_lifter(LifterTrainConfig(out_dir=str(stage_dir(runs, "lifter")), steps=m.lifter_steps,
                                           batch_size=m.lifter_batch_size, lr=m.lifter_lr, observation=observation,
                                           threads=threads), pool=pool)
-
-
-def _observations(stage: MegaStage) -> ObservationConfig:
-    """The simulated detector the conditioned stage trains on: landmarks and gross 2D errors as the stage says."""
-    from training.evaluate import landmark_observations
-
-    observation = landmark_observations() if stage.landmarks else ObservationConfig()
-    return dataclasses.replace(observation, **GROSS_2D_ERRORS) if stage.gross_2d_errors else observation
 
 
 def install_model(src: Path, dest: Path, metrics: dict | None = None) -> None:
