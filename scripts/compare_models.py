@@ -9,7 +9,9 @@ MediaPipe gives them) and without any (a keypoints file from another detector). 
 every model: their meshes come from the prior and are built once (the evaluation keeps no tokens).
 
 ``DIR+SOURCE`` is the model in DIR with the keypoint lifter of SOURCE (a lifter's folder, or a model carrying
-one) put in without training (:func:`training.lifter.attach_lifter`): what the lifter alone buys.
+one) put in without training (:func:`training.lifter.attach_lifter`): what the lifter alone buys. ``DIR@TOKENIZER``
+decodes the model's tokens through another tokenizer with the same codebook (e.g. one before its decoder
+fine-tune, :mod:`training.decoder`): what the sharper decoder alone buys.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
           "landmark_model": "resources/baselines/landmark_model",
           "no_lifter_model": "resources/baselines/no_lifter_model",
           "no_lifter_model+lifter": "resources/baselines/no_lifter_model+resources/default",
+          "lifted_model": "resources/baselines/lifted_model",
+          "default@before_decoder": "resources/default@resources/baselines/no_lifter_model/tokenizer",
           "default": "resources/default"}
 WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
         "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
@@ -34,8 +38,12 @@ WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key
                            "steps, key poses + real motion, landmarks from the start of conditioned training, 8,400 "
                            "steps, then 6,000 steps with landmarks for half the people",
         "no_lifter_model+lifter": "no_lifter_model with the default's keypoint lifter put in, without training",
-        "default": "the same, then a keypoint lifter answering for absent landmarks and a second 6,000-step warm "
-                   "restart with it"}
+        "lifted_model": "the same, then a keypoint lifter answering for absent landmarks and a second 6,000-step "
+                        "warm restart with it (decoded through the shipped tokenizer)",
+        "default@before_decoder": "the same, then a third 6,000-step warm restart; decoded through the tokenizer "
+                                  "before its decoder fine-tune",
+        "default": "the same, decoded through the tokenizer whose decoder was fine-tuned with the hand and foot "
+                   "vertices weighted x8 (token ids unchanged)"}
 TOKENIZER_MESHES = 1024
 
 
@@ -66,11 +74,13 @@ def main() -> None:
                     + "".join(f" --model {n}={f}" for n, f in models.items() if args.model),
                     "people": {"main": BENCHMARK_PEOPLE, "hard": HARD_SPLIT_PEOPLE}, "models": {}}
     splits: dict = {}
-    for name, folder in models.items():
-        tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(REPO / folder.split("+")[0]))
+    for name, spec in models.items():
+        folder, _, other_tokenizer = spec.partition("@")
+        tokenizer = MeshVQVAE.from_pretrained(REPO / other_tokenizer if other_tokenizer
+                                              else tokenizer_folder(REPO / folder.split("+")[0]))
         regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
         model = load_model(folder)
-        row: dict = {"folder": folder, "what": WHAT.get(name, ""), "kinds": list(model.config.conditioning.kinds)}
+        row: dict = {"folder": spec, "what": WHAT.get(name, ""), "kinds": list(model.config.conditioning.kinds)}
         tok = evaluate_tokenizer(tokenizer, SyntheticMeshes(prior_kind="motion"), TOKENIZER_MESHES)
         row["tokenizer"] = {k: tok[k] for k in ("heldout_meshes", "pve_mm", "hands_feet_vertex_p95_mm")}
         if not splits:  # built once: the people (true meshes, keypoints, landmarks) do not depend on the tokenizer

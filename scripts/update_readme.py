@@ -67,9 +67,27 @@ def tokenizer_section(tok: dict | None, closeups: dict | None = None) -> str:
                 f"{tok['batch_size']}, learning rate {tok['lr']:g}, channels {tuple(tok['channels'])}, the network "
                 f"reading and writing offsets from the rest template × {tok['residual_scale']:g}, on the "
                 f"`{tok['prior']}` prior" + (f"; {hours:.1f} hours wall-clock on a 2-core CPU." if hours else ".")]
+    if tok.get("decoder"):
+        out += ["", _decoder_text(tok)]
     if closeups:
         out += ["", _closeup_text(closeups)]
     return "\n".join(out) + "\n"
+
+
+def _decoder_text(tok: dict) -> str:
+    """The decoder fine-tune after the tokenizer stage, with the figures before it on the training prior."""
+    d, before, after = tok["decoder"], tok.get("before_decoder", {}).get("motion"), tok["motion"]
+    text = (f"Then the decoder alone is fine-tuned, the encoder and the codebook frozen so that every token id stays "
+            f"as it was (`megaviewer-train decoder`; the recipe's `decoder` stage): {d['steps']:,} steps of batch "
+            f"{d['batch_size']}, learning rate {d['lr']:g}, the hand and foot vertices weighted "
+            f"×{d['extremity_weight']:g} in the loss")
+    if d.get("train_hours"):
+        text += f", {d['train_hours']:.1f} hours"
+    if before:
+        text += (f". On the `{tok['prior']}` meshes it takes PVE from {before['pve_mm']:.2f} to {after['pve_mm']:.2f} "
+                 f"mm and the hand/foot vertex p95 from {before['hands_feet_vertex_p95_mm']:.1f} to "
+                 f"{after['hands_feet_vertex_p95_mm']:.1f} mm")
+    return text + "."
 
 
 def _closeup_text(c: dict) -> str:
@@ -270,7 +288,11 @@ def _mega_recipe(m: dict) -> list[str]:
                f"and a second warm restart of {stage['lifted_steps']:,} steps at learning rate "
                f"{stage['lifted_lr']:g} with the lifter's 3D joints as the landmarks of the "
                f"{100 * (1 - stage['lifted_landmark_prob']):.0f} % of "
-               "people without them" if stage.get("lifted_steps") else ""))
+               "people without them" if stage.get("lifted_steps") else "")
+            + (f", then a third warm restart of {stage['polish_steps']:,} steps at learning rate "
+               f"{stage['polish_lr']:g} on the same data" if stage.get("polish_steps") else "")
+            + (f"; the tokenizer's decoder was then fine-tuned for {r['decoder']['steps']:,} steps (token ids "
+               "unchanged; see the tokenizer above)" if r.get("decoder") else ""))
     hours = {k: v for k, v in (m.get("train_hours") or {}).items() if v}
     if hours:  # a run resumed over several sittings: the checkpoints' accumulated training time
         return ["", text + ". Training time, wall-clock hours on a 2-core CPU: "

@@ -50,7 +50,7 @@ def _recover(path, detector):
 
 @pytest.mark.parametrize("photo", sorted(PHOTOS))
 def test_people_stand_at_plausible_distances(photo, detector, tmp_path):
-    # The typical lens: a tight portrait comes out close (1.2 m for the astronaut, 1.6 m for the cameraman),
+    # The typical lens: a tight portrait comes out close (1.1 m for the astronaut, 1.6 m for the cameraman),
     # within reach of a phone camera; never the 4-16 m of a telephoto assumed for every photo.
     loaded, res = _recover(_write(tmp_path / f"{photo}.png", PHOTOS[photo]()), detector)
     assert loaded.camera == typical_camera((512, 512))

@@ -84,4 +84,22 @@ def test_default_recipe_ends_with_a_warm_restart_with_fewer_landmarks():
     assert (lifted.steps, lifted.lr, lifted.lifter) == (m.lifted_steps, m.lifted_lr, str(lifter))
     assert lifted.observation.landmark_prob == m.lifted_landmark_prob and lifted.out_dir == str(runs / "lifted")
     assert (lifted.kinds, lifted.observation.outlier_prob) == (main.kinds, main.observation.outlier_prob)
-    assert STAGES[-2:] == ("lifter", "lifted") and get_recipe("quick").mega.lifter_steps == 0
+    assert STAGES[-4:-2] == ("lifter", "lifted") and get_recipe("quick").mega.lifter_steps == 0
+    # The third: from the second's final weights, the same data and lifter, at its own learning rate.
+    polish = conditioned_config(m, runs, runs / "lifted" / "final", common, stage="polish", lifter=lifter)
+    assert (polish.steps, polish.lr, polish.init) == (m.polish_steps, m.polish_lr, str(runs / "lifted" / "final"))
+    assert (polish.lifter, polish.observation, polish.kinds) == (lifted.lifter, lifted.observation, lifted.kinds)
+    assert polish.out_dir == str(runs / "polish") and STAGES[-2] == "polish" and m.polish_steps > 0
+
+
+def test_default_recipe_sharpens_the_decoder_last():
+    """The decoder stage fine-tunes the trained tokenizer (its token ids unchanged), after every MEGA stage."""
+    from training.run_recipe import STAGES
+
+    default, quick = get_recipe("default"), get_recipe("quick")
+    assert STAGES[-1] == "decoder" and quick.decoder is None and "decoder" not in quick.estimated_minutes()
+    cfg = default.decoder.train_config("runs/default/decoder", "runs/default/tokenizer/final", threads=1)
+    assert (cfg.init, cfg.steps, cfg.lr, cfg.extremity_weight) == ("runs/default/tokenizer/final",
+                                                                   default.decoder.steps, default.decoder.lr,
+                                                                   default.decoder.extremity_weight)
+    assert cfg.extremity_weight > 1 and default.estimated_minutes()["decoder"] > 0

@@ -37,6 +37,25 @@ def _tokenizer_parser(sub) -> None:
     e.add_argument("--json", default=None, help="write the metrics to this JSON file")
     add_body_arguments(e, default=None, what="the held-out meshes (default: the tokenizer's body)")
 
+    from training.decoder import DecoderTrainConfig
+
+    f = DecoderTrainConfig()
+    r = sub.add_parser("decoder", help="sharpen a trained tokenizer's hands and feet: fine-tune its decoder only, "
+                                       "every token id unchanged (models trained on it stay valid)")
+    r.add_argument("tokenizer", nargs="?", default=None, help="tokenizer folder (default: shipped)")
+    r.add_argument("--out", default=f.out_dir, help="run folder (checkpoints, final/: the sharpened tokenizer)")
+    r.add_argument("--steps", type=int, default=f.steps)
+    r.add_argument("--batch-size", type=int, default=f.batch_size)
+    r.add_argument("--lr", type=float, default=f.lr)
+    r.add_argument("--extremity-weight", type=float, default=f.extremity_weight,
+                   help="loss weight of a hand or foot vertex relative to any other")
+    r.add_argument("--prior", choices=PRIOR_KINDS, default=f.prior, help="pose prior the meshes come from")
+    r.add_argument("--chunk-size", type=int, default=f.chunk_size, help="meshes posed per chunk")
+    r.add_argument("--seed", type=int, default=f.seed)
+    r.add_argument("--stop-at", type=int, default=None, help="stop after this many steps (rerun to continue)")
+    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    r.add_argument("--eval-count", type=int, default=1024, help="held-out meshes evaluated before and after")
+
 
 def _run_tokenizer(args) -> int:
     from training.tokenizer import config_from_args, evaluate_tokenizer, train_tokenizer, write_metrics
@@ -49,6 +68,28 @@ def _run_tokenizer(args) -> int:
         result = evaluate_tokenizer(MeshVQVAE.from_pretrained(final), cfg.body_spec.meshes(), args.eval_count)
         write_metrics(final / "metrics.json", result)
         print(json.dumps(result, indent=2))
+    return 0
+
+
+def _run_decoder(args) -> int:
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.data.meshes import SyntheticMeshes
+    from training.decoder import DecoderTrainConfig, train_decoder
+    from training.tokenizer import evaluate_tokenizer, write_metrics
+
+    cfg = DecoderTrainConfig(out_dir=args.out, init=args.tokenizer, steps=args.steps, batch_size=args.batch_size,
+                             lr=args.lr, extremity_weight=args.extremity_weight, prior=args.prior,
+                             chunk_size=args.chunk_size, seed=args.seed,
+                             stop_at=args.stop_at, threads=args.threads)
+    final = train_decoder(cfg)
+    if final.name == "final":
+        meshes = SyntheticMeshes(prior_kind=args.prior)
+        result = {"before": evaluate_tokenizer(MeshVQVAE.from_pretrained(args.tokenizer), meshes, args.eval_count),
+                  "after": evaluate_tokenizer(MeshVQVAE.from_pretrained(final), meshes, args.eval_count)}
+        write_metrics(final / "metrics.json", result)
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"megaviewer-train decoder: stopped at {final}; run the same command to continue")
     return 0
 
 
@@ -341,8 +382,8 @@ def _run_image_path(args) -> int:
 
 
 COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer, "pretrain": _run_pretrain,
-            "train": _run_train, "lifter": _run_lifter, "image-path": _run_image_path, "recipe": _run_recipe,
-            "save-state": _run_save_state}
+            "train": _run_train, "lifter": _run_lifter, "decoder": _run_decoder, "image-path": _run_image_path,
+            "recipe": _run_recipe, "save-state": _run_save_state}
 
 
 def build_parser() -> argparse.ArgumentParser:

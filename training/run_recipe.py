@@ -1,6 +1,6 @@
 """Run a named recipe (:mod:`training.recipes`) end to end: tokenizer -> mesh pool -> pre-training ->
-keypoint-conditioned training -> warm restart -> keypoint lifter -> warm restart with the lifter (the
-stages a recipe has) -> evaluation -> install into ``resources/``.
+keypoint-conditioned training -> warm restart -> keypoint lifter -> warm restart with the lifter -> third warm
+restart -> decoder fine-tune (the stages a recipe has) -> evaluation -> install into ``resources/``.
 
 Every stage resumes where it stopped. With ``state_dir``, a stage whose run folder is empty first takes the
 checkpoint saved there (:func:`training.state.restore`), and :func:`save_state` stores each stage's latest
@@ -13,6 +13,7 @@ import json
 import platform
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,7 +22,8 @@ from megaviewer.io.atomic import atomic_write_text
 from training.recipes import MegaStage, Recipe
 from training.state import restore, snapshot
 
-STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned", "tail", "lifter", "lifted")
+STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned", "tail", "lifter", "lifted", "polish", "decoder")
+TOKENIZER_SPLITS: tuple[str, ...] = ("keyposes", "motion", "hard")
 HARD_SPLIT_PEOPLE = 256
 
 
@@ -56,8 +58,7 @@ def describe(recipe: Recipe) -> str:
 
 def train_tokenizer_stage(recipe: Recipe, runs: Path, threads: int, state_dir: Path | None) -> tuple[Path, dict]:
     from megaviewer.tokenizer.model import MeshVQVAE
-    from training.data.meshes import SyntheticMeshes
-    from training.tokenizer import evaluate_tokenizer, train_tokenizer
+    from training.tokenizer import train_tokenizer
 
     run = stage_dir(runs, "tokenizer")
     if state_dir is not None:
@@ -69,9 +70,40 @@ def train_tokenizer_stage(recipe: Recipe, runs: Path, threads: int, state_dir: P
     model = MeshVQVAE.from_pretrained(final)
     result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "prior": cfg.prior,
               "channels": list(model.config.channels), "residual_scale": model.config.residual_scale,
-              "train_hours": _hours(final)}
-    for split in ("keyposes", "motion", "hard"):
-        result[split] = evaluate_tokenizer(model, SyntheticMeshes(prior_kind=split), 1024)
+              "train_hours": _hours(final), **evaluate_splits(model)}
+    atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
+    return final, result
+
+
+def evaluate_splits(tokenizer) -> dict:
+    """The tokenizer's held-out figures on each part of the pose prior (1,024 meshes each) and its fingerprint
+    (hierarchy + codebook: what the token ids mean)."""
+    from training.data.meshes import SyntheticMeshes
+    from training.data.pool import tokenizer_fingerprint
+    from training.tokenizer import evaluate_tokenizer
+
+    return {**{split: evaluate_tokenizer(tokenizer, SyntheticMeshes(prior_kind=split), 1024)
+               for split in TOKENIZER_SPLITS}, "tokenizer_id": tokenizer_fingerprint(tokenizer)}
+
+
+def train_decoder_stage(recipe: Recipe, runs: Path, tokenizer_dir: Path, tokenizer_metrics: dict, threads: int,
+                        state_dir: Path | None) -> tuple[Path, dict]:
+    """Fine-tune the decoder of ``tokenizer_dir``; returns its folder and metrics: the tokenizer stage's record with
+    the figures replaced by the fine-tuned decoder's, the decoder stage's settings and hours, and the figures
+    before it (``before_decoder``)."""
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.decoder import train_decoder
+
+    run = stage_dir(runs, "decoder")
+    if state_dir is not None:
+        restore(state_dir / "decoder", run)
+    final = train_decoder(recipe.decoder.train_config(str(run), str(tokenizer_dir), threads))
+    if final.name != "final":
+        return final, {}
+    before = {split: tokenizer_metrics[split] for split in TOKENIZER_SPLITS if split in tokenizer_metrics}
+    result = {**tokenizer_metrics, **evaluate_splits(MeshVQVAE.from_pretrained(final)),
+              "decoder": {**asdict(recipe.decoder), "train_hours": _hours(final)},
+              **({"before_decoder": before} if before else {})}
     atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
     return final, result
 
@@ -156,8 +188,23 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
             if final.name != "final":
                 return None
             hours["warm restart with the lifter"] = _hours(final)
-    if until in ("tail", "lifter"):
+            if m.polish_steps and until != "lifted":
+                if state is not None:
+                    restore(state / "polish", stage_dir(runs, "polish"))
+                final = train_conditioned(conditioned_config(m, runs, final, common, stage="polish", lifter=lifter),
+                                          tokenizer=tokenizer, pool=pool)
+                if final.name != "final":
+                    return None
+                hours["third warm restart"] = _hours(final)
+    if until in ("tail", "lifter", "lifted", "polish"):
         return None
+    if recipe.decoder is not None:
+        tokenizer_dir, tokenizer_metrics = train_decoder_stage(recipe, runs, Path(tokenizer_dir), tokenizer_metrics,
+                                                               threads, state)
+        if tokenizer_dir.name != "final":
+            return None
+        hours["decoder"] = tokenizer_metrics["decoder"]["train_hours"]
+        tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
 
     start = time.perf_counter()
     regressor = BodyAssets.load().coco_regressor
@@ -188,20 +235,23 @@ def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage
                        lifter: Path | None = None):
     """The config of a conditioned ``stage``: ``conditioned`` (from the pre-trained ``init``), ``tail``, its warm
     restart (from the conditioned stage's final ``init``, at the tail's learning rate and share of people with
-    landmarks), or ``lifted``, the second warm restart with the trained ``lifter`` inside the model."""
+    landmarks), ``lifted``, the second warm restart with the trained ``lifter`` inside the model, or ``polish``, a
+    third one on the same data from the second's final weights."""
     from training.evaluate import TRAINING_LANDMARK_PROB, training_observations
     from training.mega_conditioned import ConditionedConfig
     from training.mega_losses import LossWeights
 
     settings = dict(common)
-    steps = {"conditioned": m.train_steps, "tail": m.tail_steps, "lifted": m.lifted_steps}[stage]
+    steps = {"conditioned": m.train_steps, "tail": m.tail_steps, "lifted": m.lifted_steps,
+             "polish": m.polish_steps}[stage]
     landmark_prob = {"conditioned": TRAINING_LANDMARK_PROB, "tail": m.tail_landmark_prob,
-                     "lifted": m.lifted_landmark_prob}[stage]
+                     "lifted": m.lifted_landmark_prob, "polish": m.lifted_landmark_prob}[stage]
     observation = training_observations(m.landmarks, m.gross_2d_errors, landmark_prob)
     if stage == "tail":
         settings.update(lr=m.tail_lr, warmup_steps=m.tail_warmup_steps)
-    elif stage == "lifted":
-        settings.update(lr=m.lifted_lr, warmup_steps=m.tail_warmup_steps, lifter=str(lifter))
+    elif stage in ("lifted", "polish"):
+        lr = m.lifted_lr if stage == "lifted" else m.polish_lr
+        settings.update(lr=lr, warmup_steps=m.tail_warmup_steps, lifter=str(lifter))
     return ConditionedConfig(out_dir=str(stage_dir(runs, stage)), steps=steps, init=str(init), masking=m.masking,
                              reprojection_rows=m.reprojection_rows,
                              weights=LossWeights(code_smoothing=m.code_smoothing, lifting=m.lifting),

@@ -157,7 +157,16 @@ class MeshVQVAE(nn.Module):
             out = out / self.config.residual_scale + self.template.to(out.dtype)
         return out - out.mean(dim=-2, keepdim=True)
 
-    def forward(self, vertices: torch.Tensor) -> TokenizerOutput:
+    def forward(self, vertices: torch.Tensor, *, frozen_codes: bool = False) -> TokenizerOutput:
+        """Encode, quantise and decode ``vertices`` (training). ``frozen_codes``: look the codes up without
+        gradients or codebook updates and train only what decodes them (``training.decoder``): every mesh
+        keeps its token ids, so models trained on those ids stay valid."""
+        if frozen_codes:
+            with torch.no_grad():
+                ids = self.encode(vertices)
+            _, perplexity = self.quantizer.usage(ids)
+            zero = torch.zeros((), device=vertices.device)
+            return TokenizerOutput(self.decode(ids), ids, zero, torch.tensor(perplexity))
         q: QuantizerOutput = self.quantizer(self.encode_latents(vertices))
         return TokenizerOutput(self.decode_latents(q.quantized), q.ids, q.commitment_loss, q.perplexity)
 
