@@ -2,8 +2,9 @@
 
 Why recipes are data: the command line, ``scripts/train_default.py`` and the metrics a shipped model
 records must describe the same run; one frozen dataclass per recipe, looked up by name (timm-style
-presets), keeps them from drifting. A recipe is five stages -- tokenizer, mesh pool, self-supervised
-pre-training, keypoint-conditioned training, evaluation -- each resumable on its own
+presets), keeps them from drifting. A recipe is a chain of stages -- tokenizer, mesh pool, self-supervised
+pre-training, keypoint-conditioned training and its warm restarts, keypoint lifter, decoder fine-tune,
+evaluation; the stages a recipe leaves at 0 steps are skipped -- each resumable on its own
 (:mod:`training.loop`), so a run of many hours can stop and continue on another machine from the state
 that :mod:`training.state` saves.
 
