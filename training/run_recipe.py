@@ -158,18 +158,21 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
                                         **common), tokenizer=tokenizer, pool=pool)
     if pre_final.name != "final" or until == "pretrain":
         return None
-    if state is not None:
-        restore(state / "conditioned", stage_dir(runs, "conditioned"))
-    final = train_conditioned(conditioned_config(m, runs, pre_final, common), tokenizer=tokenizer, pool=pool)
+
+    def conditioned_stage(stage: str, init: Path, lifter: Path | None = None) -> Path:
+        """Restore the stage's saved state into an empty run folder, then train (or resume) it."""
+        if state is not None:
+            restore(state / stage, stage_dir(runs, stage))
+        return train_conditioned(conditioned_config(m, runs, init, common, stage=stage, lifter=lifter),
+                                 tokenizer=tokenizer, pool=pool)
+
+    final = conditioned_stage("conditioned", pre_final)
     if final.name != "final":
         return None
     hours = {"tokenizer": tokenizer_metrics.get("train_hours"), "pretrain": _hours(pre_final),
              "conditioned": _hours(final)}
     if m.tail_steps and until != "conditioned":
-        if state is not None:
-            restore(state / "tail", stage_dir(runs, "tail"))
-        final = train_conditioned(conditioned_config(m, runs, final, common, stage="tail"), tokenizer=tokenizer,
-                                  pool=pool)
+        final = conditioned_stage("tail", final)
         if final.name != "final":
             return None
         hours["warm restart"] = _hours(final)
@@ -180,22 +183,15 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         if lifter.name != "final":
             return None
         hours["lifter"] = _hours(lifter)
-        if m.lifted_steps and until != "lifter":
-            if state is not None:
-                restore(state / "lifted", stage_dir(runs, "lifted"))
-            final = train_conditioned(conditioned_config(m, runs, final, common, stage="lifted", lifter=lifter),
-                                      tokenizer=tokenizer, pool=pool)
+        restarts = [("lifted", m.lifted_steps, "warm restart with the lifter"),
+                    ("polish", m.polish_steps, "third warm restart")]
+        for stage, steps, label in restarts:
+            if not steps or until == STAGES[STAGES.index(stage) - 1]:
+                break
+            final = conditioned_stage(stage, final, lifter)
             if final.name != "final":
                 return None
-            hours["warm restart with the lifter"] = _hours(final)
-            if m.polish_steps and until != "lifted":
-                if state is not None:
-                    restore(state / "polish", stage_dir(runs, "polish"))
-                final = train_conditioned(conditioned_config(m, runs, final, common, stage="polish", lifter=lifter),
-                                          tokenizer=tokenizer, pool=pool)
-                if final.name != "final":
-                    return None
-                hours["third warm restart"] = _hours(final)
+            hours[label] = _hours(final)
     if until in ("tail", "lifter", "lifted", "polish"):
         return None
     if recipe.decoder is not None:
