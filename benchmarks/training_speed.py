@@ -97,18 +97,16 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
                 threads: int, max_minutes: float, target: float, progress: bool = False,
                 tokenizer_dir: Path | None = None) -> dict:
     from training.evaluate import landmark_observations
-    from training.lifter import LifterTrainConfig, train_lifter
     from training.loop import training_record
     from training.mega_conditioned import ConditionedConfig, train_conditioned
     from training.mega_losses import LossWeights
+    from training.run_recipe import train_lifter_stage
 
     out = runs / variant.name
     stage = variant.stage
     lifter, lifter_minutes = None, 0.0
     if stage.lifter_steps:  # its training time counts: the model cannot start before it
-        lifter = train_lifter(LifterTrainConfig(out_dir=str(out / "lifter"), steps=stage.lifter_steps,
-                                                batch_size=stage.lifter_batch_size, lr=stage.lifter_lr,
-                                                threads=threads, progress=progress), pool=pool)
+        lifter = train_lifter_stage(stage, out, pool, threads, None, progress=progress)
         lifter_minutes = training_record(lifter)[1] / 60
     curve: list[CurvePoint] = []
     stop = 0

@@ -43,6 +43,17 @@ def test_cli_defaults_are_the_configs_defaults():
     p = PretrainConfig()
     assert (pre.preset, pre.steps, pre.batch_size, pre.warmup, pre.masking, pre.weight_decay) == (
         p.preset, p.steps, p.batch_size, p.warmup_steps, p.masking, p.weight_decay)
+    from training.decoder import DecoderTrainConfig
+    from training.evaluate import TRAINING_LANDMARK_PROB
+    from training.lifter import LifterTrainConfig
+
+    lift, f = parser.parse_args(["lifter"]), LifterTrainConfig()
+    assert (lift.out, lift.steps, lift.batch_size, lift.lr, lift.hidden, lift.depth, lift.seed) == (
+        f.out_dir, f.steps, f.batch_size, f.lr, f.lifter.hidden, f.lifter.depth, f.seed)
+    dec, c = parser.parse_args(["decoder"]), DecoderTrainConfig()
+    assert (dec.out, dec.steps, dec.batch_size, dec.lr, dec.extremity_weight, dec.chunk_size) == (
+        c.out_dir, c.steps, c.batch_size, c.lr, c.extremity_weight, c.chunk_size)
+    assert parser.parse_args(["train"]).landmark_prob == TRAINING_LANDMARK_PROB
 
 
 def test_every_recipe_is_a_command():

@@ -11,6 +11,7 @@ from pathlib import Path
 def _tokenizer_parser(sub) -> None:
     from training.data.bodies import add_body_arguments
     from training.data.priors import PRIOR_KINDS
+    from training.decoder import DecoderTrainConfig
     from training.tokenizer import TokenizerTrainConfig
 
     d = TokenizerTrainConfig()  # every default below is the config's own
@@ -36,8 +37,6 @@ def _tokenizer_parser(sub) -> None:
     e.add_argument("--count", type=int, default=1024)
     e.add_argument("--json", default=None, help="write the metrics to this JSON file")
     add_body_arguments(e, default=None, what="the held-out meshes (default: the tokenizer's body)")
-
-    from training.decoder import DecoderTrainConfig
 
     f = DecoderTrainConfig()
     r = sub.add_parser("decoder", help="sharpen a trained tokenizer's hands and feet: fine-tune its decoder only, "
@@ -191,6 +190,9 @@ def _mega_common(p) -> None:
 
 
 def _mega_parsers(sub) -> None:
+    from training.evaluate import TRAINING_LANDMARK_PROB
+    from training.lifter import LifterTrainConfig
+
     p = sub.add_parser("pretrain", help="self-supervised MEGA pre-training on tokenised synthetic meshes")
     p.add_argument("--out", default="runs/pretrain", help="run folder (checkpoints, TensorBoard, final/)")
     _mega_common(p)
@@ -210,7 +212,7 @@ def _mega_parsers(sub) -> None:
                    help="weight of the soft-decoded mesh loss (ours; default 0 = off)")
     t.add_argument("--code-smoothing", type=float, default=0.0,
                    help="share of each token target moved to neighbouring codes (ours; default 0 = one-hot)")
-    t.add_argument("--landmark-prob", type=float, default=0.8,
+    t.add_argument("--landmark-prob", type=float, default=TRAINING_LANDMARK_PROB,
                    help="with landmarks: the share of people who have them (simulated with the detector's measured "
                         "errors; the others have none)")
     t.add_argument("--gross-2d-errors", action="store_true",
@@ -220,18 +222,19 @@ def _mega_parsers(sub) -> None:
                         "model: it answers for the landmarks of people who have none")
     _mega_common(t)
 
+    lift = LifterTrainConfig()  # every default below is the config's own
     f = sub.add_parser("lifter", help="train the keypoint lifter (2D keypoints -> 3D joints) a landmark model "
                                       "reads when the detector gives no landmarks")
-    f.add_argument("--out", default="runs/lifter", help="run folder (checkpoints, TensorBoard, final/)")
+    f.add_argument("--out", default=lift.out_dir, help="run folder (checkpoints, TensorBoard, final/)")
     f.add_argument("--pool", default=None, help="mesh pool built by pretrain/train (default: runs/pool.safetensors)")
-    f.add_argument("--steps", type=int, default=10_000)
-    f.add_argument("--batch-size", type=int, default=256)
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--hidden", type=int, default=1024, help="width of the hidden layers")
-    f.add_argument("--depth", type=int, default=3, help="number of hidden layers")
+    f.add_argument("--steps", type=int, default=lift.steps)
+    f.add_argument("--batch-size", type=int, default=lift.batch_size)
+    f.add_argument("--lr", type=float, default=lift.lr)
+    f.add_argument("--hidden", type=int, default=lift.lifter.hidden, help="width of the hidden layers")
+    f.add_argument("--depth", type=int, default=lift.lifter.depth, help="number of hidden layers")
     f.add_argument("--gross-2d-errors", action="store_true",
                    help="keypoint outliers as the real detector makes them (as the default recipe trains)")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int, default=lift.seed)
     f.add_argument("--stop-at", type=int, default=None, help="stop after this many steps (rerun to continue)")
     f.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     f.add_argument("--no-progress", action="store_true")

@@ -14,7 +14,6 @@ through :mod:`training.loop`; the run's settings are guarded like MEGA's (:func:
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from training.data.meshes import ChunkedMeshStream, SyntheticMeshes
 from training.loop import LoopConfig, train
 from training.mega_pretrain import check_run_config
 from training.tokenizer import check_body_matches, hands_feet_mask
+from training.tokenizer_bundle import copy_topology
 
 
 @dataclass
@@ -109,16 +109,6 @@ def train_decoder(cfg: DecoderTrainConfig, data: SyntheticMeshes | None = None) 
                       betas=(0.9, 0.99), log_every=100, stop_at=cfg.stop_at, progress=cfg.progress)
     final = train(DecoderTask(model, stream, cfg.batch_size, vertex_weights(data.body, cfg.extremity_weight)), loop)
     if final.name == "final":
-        _copy_topology(init, final)
+        copy_topology(model, init, final)
     return final
 
-
-def _copy_topology(source: Path, final: Path) -> None:
-    """The cached hierarchy (and a user body's data) of the source folder, which the app and a user body need."""
-    from megaviewer.body.assets import BODY_FILE
-    from megaviewer.io.atomic import atomic_path
-
-    for path in [*source.glob("hierarchy-*.safetensors"), source / BODY_FILE]:
-        if path.exists() and not (final / path.name).exists():
-            with atomic_path(final / path.name) as tmp:
-                shutil.copyfile(path, tmp)

@@ -255,8 +255,10 @@ def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage
                              **settings)
 
 
-def train_lifter_stage(m: MegaStage, runs: Path, pool, threads: int, state: Path | None) -> Path:
-    """The keypoint lifter, trained on the conditioned stage's simulated detector (its keypoints only)."""
+def train_lifter_stage(m: MegaStage, runs: Path, pool, threads: int, state: Path | None,
+                       progress: bool = True) -> Path:
+    """The keypoint lifter, trained on the conditioned stage's simulated detector (its keypoints only), in
+    ``runs/lifter``."""
     from training.evaluate import training_observations
     from training.lifter import LifterTrainConfig, train_lifter
 
@@ -265,7 +267,7 @@ def train_lifter_stage(m: MegaStage, runs: Path, pool, threads: int, state: Path
     observation = training_observations(False, m.gross_2d_errors)
     return train_lifter(LifterTrainConfig(out_dir=str(stage_dir(runs, "lifter")), steps=m.lifter_steps,
                                           batch_size=m.lifter_batch_size, lr=m.lifter_lr, observation=observation,
-                                          threads=threads), pool=pool)
+                                          threads=threads, progress=progress), pool=pool)
 
 
 def install_model(src: Path, dest: Path, metrics: dict | None = None) -> None:

@@ -35,13 +35,21 @@ def bundle_tokenizer(tokenizer, final: str | Path) -> Path:
     source = getattr(tokenizer, "source_dir", None)
     if source is not None and Path(source).resolve() == dest.resolve():
         return dest
+    if source is not None:
+        copy_topology(tokenizer, Path(source), dest)
+    if tokenizer.config.body != "anny" and not (dest / BODY_FILE).exists():
+        BodyAssets.for_tokenizer(tokenizer).save(dest / BODY_FILE)  # a clear error when nowhere to be found
+    return dest
+
+
+def copy_topology(tokenizer, source: Path, dest: Path) -> None:
+    """Copy the topology files of ``tokenizer`` that its folder ``source`` holds into ``dest``, each atomically:
+    the cached hierarchy the app reads for its token regions, and ``body.safetensors`` for a body that is not
+    shipped."""
     names = [hierarchy_cache_path(Path(), tokenizer.config.hierarchy_fingerprint).name]
     if tokenizer.config.body != "anny":
         names.append(BODY_FILE)
     for name in names:
-        if source is not None and (Path(source) / name).exists():
+        if (source / name).exists():
             with atomic_path(dest / name) as tmp:
-                shutil.copyfile(Path(source) / name, tmp)
-    if tokenizer.config.body != "anny" and not (dest / BODY_FILE).exists():
-        BodyAssets.for_tokenizer(tokenizer).save(dest / BODY_FILE)  # a clear error when nowhere to be found
-    return dest
+                shutil.copyfile(source / name, tmp)
