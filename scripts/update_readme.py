@@ -704,6 +704,34 @@ def throughput_section(t: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def uncertainty_section(u: dict | None) -> str:
+    """How much each person's SD map knows about that person's error (training/uncertainty_maps.py)."""
+    if not u:
+        return ""
+    per = u["per_person"]
+    qs = sorted(per, key=int)
+    rows = [(f"each person's SD map, Q = {' / '.join(qs)}", " / ".join(f"{per[q]:.3f}" for q in qs)),
+            ("the average SD map, the same for everyone", f"{u['average_map']:.3f}"),
+            ("the average error map, the same for everyone", f"{u['average_error_map']:.3f}"),
+            ("the average SD map scaled around each joint by the person's hypotheses' joint spread",
+             f"{u['average_map_scaled_by_joint_spread']:.3f}"),
+            ("the average SD map scaled around each joint by the person's true joint errors (what a perfect "
+             "estimate of each joint's error reaches this way)",
+             f"{u['oracle_average_map_scaled_by_true_joint_error']:.3f}")]
+    joint = u["joint_level"]
+    out = [f"### Uncertainty maps (`{u['command']}`)\n",
+           f"Spearman correlation of the deterministic mesh's per-vertex error with each map, mean over the "
+           f"benchmark's {u['people']} people (`{u['model']}`, Q = {u['q']}, temperature {u['temperature']:g}):\n",
+           "| map | Spearman |", "|---|---|"]
+    out += [f"| {name} | {value} |" for name, value in rows]
+    out += ["", f"Each person's SD map correlates {u['per_person_vs_average_map']:.2f} with the average map, and "
+                f"{u.get('split_half', float('nan')):.2f} between two halves of the person's hypotheses: the "
+                "hypotheses spread reproducibly, and mostly where everybody's do. At the 17 joints, the spread of "
+                f"a person's hypotheses ranks the joints' true errors at {joint['spread_vs_true_error']:.3f}, the "
+                f"average spread at {joint['average_spread_vs_true_error']:.3f}."]
+    return "\n".join(out) + "\n"
+
+
 def generated_block() -> str:
     """The whole block between the markers, markers included, from the result files."""
     res = ROOT / "resources"
@@ -721,6 +749,7 @@ def generated_block() -> str:
         + observations_note(mega, long),
         ablation_section(_load(res / "ablation" / "ablation.json")),
         throughput_section(_load(res / "bench" / "train_throughput.json")),
+        uncertainty_section(_load(res / "bench" / "uncertainty.json")),
         refine_section(_load(res / "bench" / "refine.json")),
         landmark_noise_section(_load(res / "body" / "landmark_noise.json"), _load(res / "bench" / "landmarks.json")),
         detector_loop_section(_load(res / "bench" / "detector_loop.json"),

@@ -27,6 +27,7 @@ from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.meshes import SyntheticMeshes
 from training.data.observations import ObservationConfig, synthesize
 from training.data.pool import MeshPool
+from training.uncertainty_maps import spearman_rows, spread_mm
 
 EVAL_SEED = 9_100_001
 BENCHMARK_PEOPLE = 512  # held-out people of the shipped model's benchmark (train_default, ablation, lifter)
@@ -114,14 +115,6 @@ def _scores(pred: torch.Tensor, gt: torch.Tensor, regressor: torch.Tensor) -> di
     return {"pve": metrics.pve(pred, gt), "mpjpe": metrics.mpjpe(pj, gj), "pa_mpjpe": metrics.pa_mpjpe(pj, gj)}
 
 
-def _spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Spearman rank correlation of (B, V) tensors."""
-    ra = a.argsort(-1).argsort(-1).float()
-    rb = b.argsort(-1).argsort(-1).float()
-    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
-    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
-
-
 def _kinds(model: Mega) -> tuple[str, ...]:
     return tuple(model.config.conditioning.kinds)
 
@@ -187,11 +180,11 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
                 for k, v in _scores(mean_mesh, gt, regressor).items():
                     meanq[q][k].append(v)
                 meanq[q]["dist_to_det"].append((mean_mesh - det_mesh).norm(dim=-1).mean(-1) * 1000)
-                sd = (samples[:, :q] - mean_mesh[:, None]).pow(2).sum(-1).mean(1).sqrt() * 1000  # (b, V)
+                sd = spread_mm(samples[:, :q])  # (b, V)
                 meanq[q]["sd"].append(sd.mean(-1))
                 if q == q_max:
                     err = metrics.per_vertex_error(det_mesh, gt)
-                    spearman.append(_spearman(sd, err))
+                    spearman.append(spearman_rows(sd, err))
                     sd_maps.append(sd)
                     error_maps.append(err)
     cat = lambda xs: torch.cat(xs).mean().item()  # noqa: E731
@@ -204,7 +197,7 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
         # The same correlation for one map shared by everyone (the mean SD over the people): what a per-person
         # map must beat to say something about this person rather than about bodies in general.
         "sd_error_spearman_average_map": (
-            _spearman(torch.cat(sd_maps).mean(0).expand(count, -1), torch.cat(error_maps)).mean().item()
+            spearman_rows(torch.cat(sd_maps).mean(0).expand(count, -1), torch.cat(error_maps)).mean().item()
             if sd_maps else None),
         "ms_per_person_deterministic": timings["deterministic_s"] / count * 1000,
         f"ms_per_person_stochastic_q{q_max}": timings["stochastic_s"] / count * 1000,

@@ -1,0 +1,79 @@
+"""How much does a person's SD map know about where that person's body is wrong?
+
+    python scripts/bench_uncertainty.py [--model resources/default] [--people 512] [--q 25] [--temperature 1.0]
+                                        [--threads 2] [--out resources/bench/uncertainty.json]
+
+On the benchmark's people (the evaluation set of ``resources/default/metrics.json``: same seed, observations,
+batches and sampling seed, so its per-person figure is the evaluation's), the Spearman correlation of the
+deterministic mesh's per-vertex error with: each person's SD map for several Q; the average SD map; the
+average error map; the average SD map scaled around each joint by the person's hypotheses' joint spread; and,
+as an oracle, by the person's true joint errors (:mod:`training.uncertainty_maps`).
+Also how alike the per-person maps are to the average one and to themselves (two halves of the samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="MEGA folder (default: the shipped one)")
+    parser.add_argument("--people", type=int, default=None, help="default: the benchmark's 512")
+    parser.add_argument("--q", type=int, default=25, help="hypotheses per person")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "resources" / "bench" / "uncertainty.json")
+    args = parser.parse_args()
+
+    import torch
+
+    from megaviewer import generate
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.geometry.rotations import rot6d_to_matrix
+    from megaviewer.io.atomic import atomic_write_text
+    from megaviewer.model.mega import load_mega
+    from megaviewer.paths import default_model_dir
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, observations_for
+    from training.uncertainty_maps import map_report
+
+    torch.set_num_threads(args.threads)
+    folder = args.model or default_model_dir()
+    model = load_mega(folder).eval()
+    tokenizer = MeshVQVAE.from_pretrained().eval()
+    regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
+    people = args.people or BENCHMARK_PEOPLE
+    data = build_eval_set(tokenizer, people, obs=observations_for(model))
+    kinds = tuple(model.config.conditioning.kinds)
+    gen = torch.Generator().manual_seed(0)  # as training.evaluate.evaluate
+    deterministic, samples = [], []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, people, 32):  # the evaluation's batches, so the samples are the evaluation's
+            cond = model.encode_conditioning(data.conditioning(kinds, slice(i, i + 32)))
+            det = generate.deterministic(model, cond)
+            deterministic.append(tokenizer.decode(det.tokens) @ rot6d_to_matrix(det.rot6d).transpose(-1, -2))
+            sto = generate.stochastic(model, cond, num_samples=args.q, steps=5, temperature=args.temperature,
+                                      generator=gen)
+            meshes = tokenizer.decode(sto.tokens) @ rot6d_to_matrix(sto.rot6d).transpose(-1, -2)
+            samples.append(meshes.view(-1, args.q, *meshes.shape[1:]))
+    report = map_report(torch.cat(deterministic), torch.cat(samples), data.vertices, regressor,
+                        q_values=tuple(q for q in (5, 10, 25, args.q) if q <= args.q))
+    report.update(model=str(folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder),
+                  temperature=args.temperature, threads=args.threads,
+                  seconds=round(time.perf_counter() - start, 1),
+                  command="python scripts/bench_uncertainty.py" + (f" --model {args.model}" if args.model else ""))
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""What a per-vertex uncertainty map says about one person's error, and the most a map could say at joint level.
+
+Why: the evaluation reports the Spearman correlation between each person's SD map (the spread of the Q
+hypotheses) and the deterministic mesh's per-vertex error, beside the same correlation for one map shared by
+everyone (the average of the SD maps). Most of the ranking of a body's vertices by error is the same for
+everybody: hands and feet, far from the centroid and at the ends of the kinematic chains, err most in any pose.
+A per-person map beats the shared one only by knowing where *this* person's body is wrong. Two reference maps
+make that measurable:
+
+* the shared map scaled, around each joint, by how large the spread of the person's hypotheses' joints is
+  against everybody's spread there (what the samples know about this person, at joint level);
+* the same with each joint's **true** error instead (an oracle: what a perfect estimate of each joint's error
+  reaches this way; the room a per-person map has).
+
+Values at the 17 joints reach the vertices through soft weights from the vertex-joint distances
+(:func:`joint_weights`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+MM = 1000.0
+
+
+def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Spearman rank correlation of (B, V) tensors -> (B,)."""
+    ra = a.argsort(-1).argsort(-1).float()
+    rb = b.argsort(-1).argsort(-1).float()
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
+
+
+def spread_mm(samples: torch.Tensor) -> torch.Tensor:
+    """(B, Q, P, 3) hypotheses in metres -> (B, P) RMS distance to their mean, mm (the SD map of the evaluation,
+    for vertices or joints)."""
+    return (samples - samples.mean(1, keepdim=True)).pow(2).sum(-1).mean(1).sqrt() * MM
+
+
+def joint_weights(vertices: torch.Tensor, joints: torch.Tensor, sigma: float = 0.05) -> torch.Tensor:
+    """(B, V, 3) vertices and (B, J, 3) joints (metres) -> (B, V, J) weights summing to 1 over the joints: a
+    Gaussian of the distance, ``sigma`` metres wide, so a vertex takes the values of the joints near it."""
+    return torch.softmax(-torch.cdist(vertices, joints).pow(2) / (2 * sigma ** 2), dim=-1)
+
+
+def joint_modulated(shared_map: torch.Tensor, joint_values: torch.Tensor, weights: torch.Tensor,
+                    power: float = 0.5) -> torch.Tensor:
+    """The shared (V,) map scaled per person: each joint's value against the mean over the people at that joint,
+    spread to the vertices by ``weights`` (B, V, J), to the ``power``. (B, J) values -> (B, V) maps."""
+    relative = joint_values / joint_values.mean(0, keepdim=True).clamp_min(1e-9)
+    return shared_map * (weights @ relative[..., None])[..., 0].clamp_min(1e-9).pow(power)
+
+
+def map_report(deterministic: torch.Tensor, samples: torch.Tensor, truth: torch.Tensor, regressor: torch.Tensor,
+               q_values: tuple[int, ...] = (5, 10, 25), sigma: float = 0.05, power: float = 0.5) -> dict:
+    """Mean Spearman correlations with the deterministic mesh's per-vertex error.
+
+    Args:
+        deterministic: (B, V, 3) the deterministic meshes, oriented, metres.
+        samples: (B, Q, V, 3) the stochastic hypotheses, oriented like them.
+        truth: (B, V, 3) the true meshes.
+        regressor: (J, V) joint regressor.
+    """
+    from megaviewer.geometry.metrics import center, per_vertex_error
+
+    deterministic, truth = center(deterministic), center(truth)
+    samples = center(samples)
+    error = per_vertex_error(deterministic, truth)
+    q_max = samples.shape[1]
+    per_person = spread_mm(samples)
+    shared = per_person.mean(0)
+    mean = lambda x: float(x.mean())  # noqa: E731
+    report = {
+        "people": int(error.shape[0]), "q": q_max, "sigma_m": sigma, "power": power,
+        "per_person": {str(q): mean(spearman_rows(spread_mm(samples[:, :q]), error))
+                       for q in q_values if q <= q_max},
+        "average_map": mean(spearman_rows(shared.expand_as(error), error)),
+        "average_error_map": mean(spearman_rows(error.mean(0).expand_as(error), error)),
+        "per_person_vs_average_map": mean(spearman_rows(per_person, shared.expand_as(per_person))),
+    }
+    half = q_max // 2
+    if half >= 2:
+        report["split_half"] = mean(spearman_rows(spread_mm(samples[:, :half]), spread_mm(samples[:, half:2 * half])))
+    joints_det, joints_true = regressor @ deterministic, regressor @ truth
+    weights = joint_weights(deterministic, joints_det, sigma)
+    joint_spread = spread_mm(regressor @ samples)
+    joint_error = (joints_det - joints_true).norm(dim=-1) * MM
+    report["average_map_scaled_by_joint_spread"] = mean(spearman_rows(
+        joint_modulated(shared, joint_spread, weights, power), error))
+    report["oracle_average_map_scaled_by_true_joint_error"] = mean(spearman_rows(
+        joint_modulated(shared, joint_error, weights, power), error))
+    report["joint_level"] = {
+        "spread_vs_true_error": mean(spearman_rows(joint_spread, joint_error)),
+        "average_spread_vs_true_error": mean(spearman_rows(joint_spread.mean(0).expand_as(joint_error), joint_error)),
+    }
+    return report
