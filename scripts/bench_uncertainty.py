@@ -35,14 +35,19 @@ def main() -> None:
 
     import torch
 
-    from megaviewer import generate
     from megaviewer.body.assets import BodyAssets
-    from megaviewer.geometry.rotations import rot6d_to_matrix
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir
     from megaviewer.tokenizer.model import MeshVQVAE
-    from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, observations_for
+    from training.evaluate import (
+        BENCHMARK_PEOPLE,
+        build_eval_set,
+        conditioning_kinds,
+        deterministic_mesh,
+        observations_for,
+        stochastic_meshes,
+    )
     from training.uncertainty_maps import map_report
 
     torch.set_num_threads(args.threads)
@@ -52,19 +57,14 @@ def main() -> None:
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     people = args.people or BENCHMARK_PEOPLE
     data = build_eval_set(tokenizer, people, obs=observations_for(model))
-    kinds = tuple(model.config.conditioning.kinds)
     gen = torch.Generator().manual_seed(0)  # as training.evaluate.evaluate
     deterministic, samples = [], []
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, people, 32):  # the evaluation's batches, so the samples are the evaluation's
-            cond = model.encode_conditioning(data.conditioning(kinds, slice(i, i + 32)))
-            det = generate.deterministic(model, cond)
-            deterministic.append(tokenizer.decode(det.tokens) @ rot6d_to_matrix(det.rot6d).transpose(-1, -2))
-            sto = generate.stochastic(model, cond, num_samples=args.q, steps=5, temperature=args.temperature,
-                                      generator=gen)
-            meshes = tokenizer.decode(sto.tokens) @ rot6d_to_matrix(sto.rot6d).transpose(-1, -2)
-            samples.append(meshes.view(-1, args.q, *meshes.shape[1:]))
+            cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + 32)))
+            deterministic.append(deterministic_mesh(model, tokenizer, cond))
+            samples.append(stochastic_meshes(model, tokenizer, cond, args.q, 5, args.temperature, gen))
     report = map_report(torch.cat(deterministic), torch.cat(samples), data.vertices, regressor,
                         q_values=tuple(q for q in (5, 10, 25, args.q) if q <= args.q))
     report.update(model=str(folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder),

@@ -115,14 +115,23 @@ def _scores(pred: torch.Tensor, gt: torch.Tensor, regressor: torch.Tensor) -> di
     return {"pve": metrics.pve(pred, gt), "mpjpe": metrics.mpjpe(pj, gj), "pa_mpjpe": metrics.pa_mpjpe(pj, gj)}
 
 
-def _kinds(model: Mega) -> tuple[str, ...]:
+def conditioning_kinds(model: Mega) -> tuple[str, ...]:
     return tuple(model.config.conditioning.kinds)
 
 
-def _deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond) -> torch.Tensor:
+def deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond) -> torch.Tensor:
     """The deterministic mode's oriented, centroid-centred meshes (B, V, 3) for encoded conditioning."""
     out = generate.deterministic(model, cond)
     return tokenizer.decode(out.tokens) @ rot6d_to_matrix(out.rot6d).transpose(-1, -2)
+
+
+def stochastic_meshes(model: Mega, tokenizer: MeshVQVAE, cond, num_samples: int, steps: int, temperature: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """The stochastic mode's Q oriented meshes per person, (B, Q, V, 3), for encoded conditioning of B people."""
+    out = generate.stochastic(model, cond, num_samples=num_samples, steps=steps, temperature=temperature,
+                              generator=generator)
+    meshes = tokenizer.decode(out.tokens) @ rot6d_to_matrix(out.rot6d).transpose(-1, -2)
+    return meshes.view(-1, num_samples, *meshes.shape[1:])
 
 
 @torch.inference_mode()
@@ -133,8 +142,8 @@ def deterministic_scores(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Ten
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, data.vertices.shape[0], batch):
-        cond = model.encode_conditioning(data.conditioning(_kinds(model), slice(i, i + batch)))
-        mesh = _deterministic_mesh(model, tokenizer, cond)
+        cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + batch)))
+        mesh = deterministic_mesh(model, tokenizer, cond)
         for k, v in _scores(mesh, data.vertices[i:i + batch], regressor.float()).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -156,20 +165,15 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
     sd_maps, error_maps = [], []
     gen = torch.Generator().manual_seed(seed)
     for i in range(0, count, batch):
-        kp = data.keypoints[i:i + batch]
         gt = data.vertices[i:i + batch]
-        b = kp.shape[0]
         t0 = time.perf_counter()
-        cond = model.encode_conditioning(data.conditioning(_kinds(model), slice(i, i + batch)))
-        det_mesh = _deterministic_mesh(model, tokenizer, cond)
+        cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + batch)))
+        det_mesh = deterministic_mesh(model, tokenizer, cond)
         timings["deterministic_s"] += time.perf_counter() - t0
         for k, v in _scores(det_mesh, gt, regressor).items():
             det[k].append(v)
         t0 = time.perf_counter()
-        sto = generate.stochastic(model, cond, num_samples=q_max, steps=steps, temperature=temperature,
-                                  generator=gen)
-        rot_q = rot6d_to_matrix(sto.rot6d)
-        samples = (tokenizer.decode(sto.tokens) @ rot_q.transpose(-1, -2)).view(b, q_max, -1, 3)
+        samples = stochastic_meshes(model, tokenizer, cond, q_max, steps, temperature, gen)
         timings["stochastic_s"] += time.perf_counter() - t0
         scores = _scores(samples, gt[:, None], regressor)  # (b, Q) each
         for q in q_values:

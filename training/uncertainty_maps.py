@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-MM = 1000.0
+from megaviewer.geometry.metrics import MM
 
 
 def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
