@@ -14,7 +14,7 @@ import torch
 
 from megaviewer.app.pipeline import Person, largest_person
 from megaviewer.generate import Trace
-from megaviewer.gui.scene import BodyScene, ResultMeshes, token_centres
+from megaviewer.gui.scene import BodyScene, ResultMeshes
 from megaviewer.gui.state import MEAN, REFERENCE, ViewerState
 from megaviewer.gui.workers import LatestSlot
 from megaviewer.render.raster import orientation, overlay_layer, thumbnail_rgba
@@ -108,7 +108,9 @@ def test_result_meshes_decode_fig3_tokens_lazily_and_cache():
 
 
 def test_body_scene_token_regions(body_assets):
-    centres = token_centres(body_assets, [V, 400, 128, N])
+    from megaviewer.tokenizer.model import MeshVQVAE
+
+    centres = MeshVQVAE.from_pretrained().token_vertices
     scene = BodyScene(body_assets, centres)
     assert len(centres) == N and scene.vertex_token.shape == (V,)
     assert set(np.unique(scene.vertex_token)) == set(range(N))  # every token owns a region

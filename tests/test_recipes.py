@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ def test_recipes_build_their_stage_configs():
     assert get_recipe("baseline").tokenizer.prior == "keyposes" and get_recipe("baseline").mega.pool_prior == "keyposes"
     with pytest.raises(KeyError, match="unknown recipe"):
         get_recipe("nope")
+
+
+def test_dense_extremities_recipe_is_the_default_with_a_denser_hierarchy():
+    default, dense = get_recipe("default"), get_recipe("dense_extremities")
+    assert dense.tokenizer.train_config("runs/x").tokenizer.extremity_density == 2.0
+    assert default.tokenizer.train_config("runs/x").tokenizer.extremity_density == 1.0
+    assert dense.tokenizer == replace(default.tokenizer, extremity_density=2.0)
+    assert (dense.mega, dense.decoder) == (default.mega, default.decoder)
 
 
 def test_quick_recipe_fits_ninety_minutes_by_its_own_estimate():

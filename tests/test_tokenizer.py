@@ -52,6 +52,42 @@ def test_hierarchy_is_deterministic(hierarchy, body_assets):
         assert np.array_equal(a.index, b.index)
 
 
+def _region(body_assets) -> np.ndarray:
+    """Two separate blobs at the extremes of the template (stand-ins for a hand and a foot)."""
+    template = body_assets.template.numpy()
+    return (template[:, 1] > np.quantile(template[:, 1], 0.97)) | (template[:, 1] < np.quantile(template[:, 1], 0.03))
+
+
+def test_inflated_region_gets_more_coarse_vertices(hierarchy, body_assets):
+    from megaviewer.tokenizer.hierarchy import inflate_region, mesh_fingerprint
+
+    template, faces = body_assets.template.numpy(), body_assets.faces.numpy()
+    region = _region(body_assets)
+    points = inflate_region(template, faces, region, 2.0)
+    assert np.array_equal(points[~region], template[~region])
+    assert np.ptp(points[region], axis=0).max() > np.ptp(template[region], axis=0).max()
+    dense = build_hierarchy(template, faces, LEVELS, region, 2.0)
+    for even_ids, dense_ids in zip(hierarchy.level_vertices[1:], dense.level_vertices[1:], strict=True):
+        assert region[dense_ids].sum() > region[even_ids].sum()
+    assert dense.fingerprint != hierarchy.fingerprint
+    assert dense.fingerprint == mesh_fingerprint(faces, len(template), LEVELS, 2.0)
+    assert hierarchy.fingerprint == mesh_fingerprint(faces, len(template), LEVELS)  # the even layout's, as always
+    with pytest.raises(ValueError, match="region"):
+        build_hierarchy(template, faces, LEVELS, None, 2.0)
+
+
+def test_checkpoint_recovers_level_vertices(body_assets, tmp_path):
+    """A saved tokenizer knows where its tokens sit (the app's token regions) from its own tables."""
+    template, faces = body_assets.template.numpy(), body_assets.faces.numpy()
+    dense = build_hierarchy(template, faces, LEVELS, _region(body_assets), 2.0)
+    model = MeshVQVAE(TokenizerConfig(channels=[4, 4, 4], extremity_density=2.0), dense, body_assets.template)
+    assert np.array_equal(model.token_vertices, dense.level_vertices[-1])
+    model.save(tmp_path / "tok")
+    loaded = MeshVQVAE.from_pretrained(tmp_path / "tok")
+    assert np.array_equal(loaded.token_vertices, dense.level_vertices[-1])
+    assert loaded.config.extremity_density == 2.0 and loaded.config.hierarchy_fingerprint == dense.fingerprint
+
+
 def _slow_conv(layer: VcConv, x: torch.Tensor) -> torch.Tensor:
     """Obvious per-vertex, per-neighbour reference of the conv branch (batch-major input)."""
     w = layer.coeffs.shape[-1]

@@ -30,6 +30,8 @@ def _tokenizer_parser(sub) -> None:
     p.add_argument("--channels", default="", help="conv widths per level, e.g. 16,32,64")
     p.add_argument("--residual-scale", type=float, default=None,
                    help="learn (mesh - rest template) x this scale instead of absolute coordinates (0: off)")
+    p.add_argument("--extremity-density", type=float, default=None,
+                   help="give the hands and feet this many times their even share of tokens (default 1)")
     p.add_argument("--eval-count", type=int, default=1024, help="held-out meshes evaluated at the end")
 
     e = sub.add_parser("eval-tokenizer", help="evaluate a tokenizer checkpoint on held-out synthetic meshes")

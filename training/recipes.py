@@ -28,6 +28,7 @@ class TokenizerStage:
     lr: float
     channels: tuple[int, ...]
     residual_scale: float  # 0: absolute coordinates; > 0: offsets from the rest template x this
+    extremity_density: float = 1.0  # > 1: more tokens on the hands and feet (TokenizerConfig.extremity_density)
     prior: str = "motion"  # training.data.priors.PRIOR_KINDS
     warmup_steps: int = 200
     ckpt_every: int = 1000
@@ -39,7 +40,8 @@ class TokenizerStage:
                                     warmup_steps=self.warmup_steps, ckpt_every=self.ckpt_every,
                                     threads=threads, prior=self.prior, chunk_size=self.chunk_size,
                                     tokenizer=TokenizerConfig(channels=list(self.channels),
-                                                              residual_scale=self.residual_scale))
+                                                              residual_scale=self.residual_scale,
+                                                              extremity_density=self.extremity_density))
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,18 @@ register(Recipe(
     mega=MegaStage(landmarks=True, gross_2d_errors=True, train_steps=8_400, train_seconds_per_step=0.36,
                    tail_steps=6_000, lifter_steps=10_000, lifted_steps=6_000, polish_steps=6_000),
     decoder=DecoderStage(steps=24_000),
+))
+
+# The default with twice the coarse-vertex density on the hands and feet, where the token grid errs most: with the
+# same 54 tokens the three coarse levels put 137 / 46 / 24 vertices there instead of 70 / 21 / 10 (fingers and toes
+# get more tokens, the trunk fewer). Tokenizers trained from scratch both ways for 15,000 steps reconstruct the hands
+# and feet with a 95th percentile 8 % lower (31.3 against 34.1 mm) at a PVE under 1 % higher.
+register(Recipe(
+    name="dense_extremities",
+    summary="the default recipe with twice the token density on the hands and feet",
+    tokenizer=replace(RECIPES["default"].tokenizer, extremity_density=2.0),
+    mega=RECIPES["default"].mega,
+    decoder=RECIPES["default"].decoder,
 ))
 
 # At most 90 minutes on a 2-core CPU, for people who want a model fast.

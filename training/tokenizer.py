@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -105,9 +106,22 @@ def build_tokenizer(config: TokenizerConfig, body=None, cache_folder: Path | Non
     if assets.num_vertices != config.level_sizes[0]:
         raise ValueError(f"level_sizes[0]={config.level_sizes[0]} but the {config.body} mesh has "
                          f"{assets.num_vertices} vertices")
+    region = None
+    if config.extremity_density != 1.0:
+        region = extremity_region(body if body is not None else BodySpec(config.body).load())
     hierarchy = load_or_build_hierarchy(assets.template.numpy(), assets.faces.numpy(), config.level_sizes,
-                                        cache_folder)
+                                        cache_folder, region, config.extremity_density)
     return MeshVQVAE(config, hierarchy, assets.template)
+
+
+def extremity_region(body) -> np.ndarray:
+    """(V,) bool of the hands and feet of ``body``, the region a denser hierarchy favours; a clear error for a
+    body without one."""
+    mask = hands_feet_mask(body)
+    if mask is None or not bool(mask.any()):
+        raise ValueError(f"the {getattr(body, 'name', '?')} body has no hands-and-feet region for "
+                         "extremity_density; leave it at 1")
+    return mask.numpy().astype(bool)
 
 
 def fit_levels_to_body(config: TokenizerConfig, num_vertices: int) -> None:
@@ -276,6 +290,8 @@ def config_from_args(args) -> TokenizerTrainConfig:
         cfg.tokenizer.residual_scale = args.residual_scale
     if args.channels:
         cfg.tokenizer.channels = [int(c) for c in args.channels.split(",")]
+    if getattr(args, "extremity_density", None) is not None:
+        cfg.tokenizer.extremity_density = args.extremity_density
     return cfg
 
 

@@ -11,7 +11,6 @@ viewer on +z, ``TO_DISPLAY = diag(1, -1, -1)``, so the default view is what the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,27 +24,6 @@ REVEALED_RGB = np.array([255, 150, 40], np.uint8)  # tokens revealed by this ver
 REFERENCE_RGB = np.array([236, 200, 120], np.uint8)  # the deterministic reference in compare mode
 TO_DISPLAY = np.diag([1.0, -1.0, -1.0])
 FLIP_X = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
-
-
-def token_centres(assets: BodyAssets, level_sizes: list[int], folder: Path | None = None) -> np.ndarray:
-    """Working-mesh vertex ids of the N token positions (the coarsest hierarchy level, token order).
-
-    Reads the hierarchy cached beside the tokenizer (``folder``, the tokenizer's own checkpoint folder, then the
-    shipped one) when present; otherwise rebuilds it in memory (about a second), never writing from the app.
-    """
-    from megaviewer.io.checkpoint import load_tensors
-    from megaviewer.paths import tokenizer_dir
-    from megaviewer.tokenizer.cache import hierarchy_cache_path
-    from megaviewer.tokenizer.hierarchy import build_hierarchy, mesh_fingerprint
-
-    faces = assets.faces.numpy()
-    fingerprint = mesh_fingerprint(faces, assets.num_vertices, list(level_sizes))
-    key = f"level{len(level_sizes) - 1}_vertices"
-    for place in ([Path(folder)] if folder is not None else []) + [tokenizer_dir()]:
-        path = hierarchy_cache_path(place, fingerprint)
-        if path.exists():
-            return load_tensors(path)[key].numpy().astype(np.int64)
-    return build_hierarchy(assets.template.numpy(), faces, list(level_sizes)).level_vertices[-1]
 
 
 class BodyScene:
@@ -66,11 +44,10 @@ class BodyScene:
     @classmethod
     def for_engine(cls, engine) -> BodyScene:
         """The scene of the engine's body: its assets (a model on the user's SMPL topology brings them in its
-        tokenizer folder) and the token centres of its tokenizer."""
+        tokenizer folder) and the token centres of its tokenizer (which its checkpoint's tables hold)."""
         tokenizer = engine.tokenizer
         assets = engine.assets if hasattr(engine, "assets") else BodyAssets.for_tokenizer(tokenizer)
-        centres = token_centres(assets, list(tokenizer.config.level_sizes), getattr(tokenizer, "source_dir", None))
-        return cls(assets, centres)
+        return cls(assets, tokenizer.token_vertices)
 
     def upsample(self, vertices: np.ndarray | torch.Tensor) -> np.ndarray:
         """Working (V, 3) -> smooth display mesh (Vd, 3); always show this one."""

@@ -1,4 +1,4 @@
-"""Build the hierarchy once per (topology, level sizes) and cache it in ``resources/tokenizer/``."""
+"""Build the hierarchy once per (topology, level sizes, region density) and cache it in ``resources/tokenizer/``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from megaviewer.tokenizer.hierarchy import MeshHierarchy, build_hierarchy, mesh_fingerprint
+from megaviewer.tokenizer.hierarchy import (
+    MeshHierarchy,
+    build_hierarchy,
+    level_vertices_from_pool,
+    mesh_fingerprint,
+)
 
 
 def hierarchy_cache_path(folder: Path, fingerprint: str) -> Path:
@@ -15,24 +20,27 @@ def hierarchy_cache_path(folder: Path, fingerprint: str) -> Path:
 
 
 def load_or_build_hierarchy(template: np.ndarray, faces: np.ndarray, level_sizes: list[int],
-                            cache_folder: Path | None = None) -> MeshHierarchy:
-    """Return the cached hierarchy for this mesh/layout, building (and caching) it if needed."""
+                            cache_folder: Path | None = None, dense_region: np.ndarray | None = None,
+                            density: float = 1.0) -> MeshHierarchy:
+    """Return the cached hierarchy for this mesh/layout, building (and caching) it if needed; ``dense_region`` and
+    ``density`` as :func:`~megaviewer.tokenizer.hierarchy.build_hierarchy`."""
     from megaviewer.io.checkpoint import load_tensors, save_tensors
     from megaviewer.paths import tokenizer_dir
 
     folder = Path(cache_folder) if cache_folder is not None else tokenizer_dir()
-    fingerprint = mesh_fingerprint(np.asarray(faces), int(template.shape[0]), list(level_sizes))
+    fingerprint = mesh_fingerprint(np.asarray(faces), int(template.shape[0]), list(level_sizes), density)
     path = hierarchy_cache_path(folder, fingerprint)
     if path.exists():
         arrays = {k: v.numpy() for k, v in load_tensors(path).items()}
         return MeshHierarchy.from_arrays(arrays, fingerprint)
-    hierarchy = build_hierarchy(np.asarray(template), np.asarray(faces), list(level_sizes))
+    hierarchy = build_hierarchy(np.asarray(template), np.asarray(faces), list(level_sizes), dense_region, density)
     save_tensors(path, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in hierarchy.to_arrays().items()})
     return hierarchy
 
 
 def hierarchy_from_state(tensors: dict[str, torch.Tensor], config) -> MeshHierarchy:
-    """Rebuild the neighbour tables from a checkpoint's buffers (checkpoints are self-contained)."""
+    """Rebuild the neighbour tables and level vertices from a checkpoint's buffers (checkpoints are
+    self-contained)."""
     from megaviewer.io.checkpoint import CheckpointError
 
     sizes = list(config.level_sizes)
@@ -57,4 +65,6 @@ def hierarchy_from_state(tensors: dict[str, torch.Tensor], config) -> MeshHierar
         raise CheckpointError(f"tokenizer checkpoint lacks neighbour table {exc}; wrong checkpoint?") from exc
     for i in range(levels):
         arrays[f"level{i}_vertices"] = np.zeros(sizes[i], dtype=np.int64)
-    return MeshHierarchy.from_arrays(arrays, config.hierarchy_fingerprint)
+    hierarchy = MeshHierarchy.from_arrays(arrays, config.hierarchy_fingerprint)
+    hierarchy.level_vertices = level_vertices_from_pool(hierarchy.pool, sizes[0])
+    return hierarchy

@@ -6,6 +6,10 @@ same kind of structure for *any* template mesh, once, and cache it:
 - level 0 is the mesh itself; each coarser level is a subset of the previous level's vertices chosen by
   farthest-point sampling on geodesic (edge-length Dijkstra) distance, so samples spread evenly over the
   surface rather than piling up on dense regions such as hands;
+- optionally a region (the hands and feet) is given more of the coarse vertices: its connected parts are
+  scaled up about their own centroids before the sampling (``density`` x), which stretches their geodesic
+  distances and so their share of samples, while the tables stay those of the real mesh's connectivity.
+  Where a token grid errs most (fingers, toes) it then has about twice the tokens, with the same token count;
 - every fine vertex belongs to the region (graph Voronoi cell) of its nearest centre; two centres are
   neighbours when their regions touch, giving the coarse graph;
 - conv neighbourhoods at a level: the vertex itself first, then its 1-ring;
@@ -85,12 +89,36 @@ class MeshHierarchy:
         )
 
 
-def mesh_fingerprint(faces: np.ndarray, num_vertices: int, level_sizes: list[int]) -> str:
-    """Identifies a (topology, hierarchy layout) pair so a cached hierarchy is never used on another mesh."""
+def mesh_fingerprint(faces: np.ndarray, num_vertices: int, level_sizes: list[int], density: float = 1.0) -> str:
+    """Identifies a (topology, hierarchy layout, region density) triple so a cached hierarchy is never used on
+    another mesh or layout; the even layout (``density`` 1) keeps the fingerprint it always had."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(faces, dtype=np.int64).tobytes())
     digest.update(np.asarray([num_vertices, *level_sizes], dtype=np.int64).tobytes())
+    if density != 1.0:
+        digest.update(np.asarray([density], dtype=np.float64).tobytes())
     return digest.hexdigest()[:16]
+
+
+def inflate_region(vertices: np.ndarray, faces: np.ndarray, region: np.ndarray, factor: float) -> np.ndarray:
+    """A copy of ``vertices`` with every connected part of ``region`` ((V,) bool; parts joined by edges whose
+    both ends lie in it, e.g. each hand and each foot) scaled by ``factor`` about the part's centroid: the
+    sampling points of a denser hierarchy there (see the module docstring)."""
+    points = np.array(vertices, dtype=np.float64)
+    region = np.asarray(region, dtype=bool)
+    if region.shape != (len(points),):
+        raise ValueError(f"region mask of shape {region.shape} for a mesh of {len(points)} vertices")
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = edges[region[edges[:, 0]] & region[edges[:, 1]]]
+    num = len(points)
+    _, labels = connected_components(sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                                                   shape=(num, num)), directed=False)
+    inside = np.flatnonzero(region)
+    for part in np.unique(labels[inside]):
+        ids = inside[labels[inside] == part]
+        centre = points[ids].mean(axis=0)
+        points[ids] = centre + factor * (points[ids] - centre)
+    return points
 
 
 def edge_graph(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
@@ -147,14 +175,22 @@ def _adjacency_lists(graph: sp.csr_matrix) -> list[np.ndarray]:
     return [graph.indices[graph.indptr[i]: graph.indptr[i + 1]] for i in range(graph.shape[0])]
 
 
-def build_hierarchy(vertices: np.ndarray, faces: np.ndarray, level_sizes: list[int]) -> MeshHierarchy:
-    """Build the hierarchy for a template mesh; ``level_sizes[0]`` must equal the vertex count."""
+def build_hierarchy(vertices: np.ndarray, faces: np.ndarray, level_sizes: list[int],
+                    dense_region: np.ndarray | None = None, density: float = 1.0) -> MeshHierarchy:
+    """Build the hierarchy for a template mesh; ``level_sizes[0]`` must equal the vertex count. ``density`` > 1
+    gives ``dense_region`` ((V,) bool) more of the coarse vertices (:func:`inflate_region`)."""
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     if level_sizes[0] != vertices.shape[0]:
         raise ValueError(f"level_sizes[0]={level_sizes[0]} but the mesh has {vertices.shape[0]} vertices")
     if any(b >= a for a, b in zip(level_sizes, level_sizes[1:], strict=False)):
         raise ValueError(f"level sizes must strictly decrease: {level_sizes}")
+    if not density > 0:
+        raise ValueError(f"density must be positive, got {density}")
+    if density != 1.0:
+        if dense_region is None:
+            raise ValueError("a density other than 1 needs the region it applies to")
+        vertices = inflate_region(vertices, faces, dense_region, density)
 
     graph = edge_graph(vertices, faces)
     level_vertices = [np.arange(vertices.shape[0])]
@@ -207,5 +243,14 @@ def build_hierarchy(vertices: np.ndarray, faces: np.ndarray, level_sizes: list[i
         conv=conv,
         pool=pool,
         unpool=unpool,
-        fingerprint=mesh_fingerprint(faces, vertices.shape[0], level_sizes),
+        fingerprint=mesh_fingerprint(faces, vertices.shape[0], level_sizes, density),
     )
+
+
+def level_vertices_from_pool(pool: list[Neighbourhood], num_vertices: int) -> list[np.ndarray]:
+    """Each level's vertex ids into level 0, recovered from the pool tables (every pool row starts with its
+    centre's id one level finer): a checkpoint's buffers then say where its tokens sit without the cache."""
+    levels = [np.arange(num_vertices)]
+    for table in pool:
+        levels.append(levels[-1][table.index[:, 0]])
+    return levels

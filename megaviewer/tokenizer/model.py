@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,6 +40,10 @@ class TokenizerConfig:
     """0: the network reads and writes absolute centred coordinates (the original). > 0: it reads and
     writes (mesh - rest template) * residual_scale, so it learns deviations from the body's rest shape at
     a unit-ish scale instead of spending capacity rebuilding the template (the template is a buffer)."""
+    extremity_density: float = 1.0
+    """> 1: the hierarchy gives the hands and feet this many times their even share of coarse vertices (by
+    geodesic extent; :func:`~megaviewer.tokenizer.hierarchy.inflate_region`), so fingers and toes get more
+    tokens out of the same ``num_tokens``. Part of the hierarchy fingerprint."""
     body: str = "anny"
     hierarchy_fingerprint: str = ""
     kind: str = KIND
@@ -75,6 +80,9 @@ class MeshVQVAE(nn.Module):
             raise ValueError("need one channel width per level except the coarsest")
         self.config = config
         self.config.hierarchy_fingerprint = hierarchy.fingerprint
+        # Level-0 vertex ids of the token positions (the coarsest level, token order): where the app draws
+        # each token's region.
+        self.token_vertices = np.asarray(hierarchy.level_vertices[-1], dtype=np.int64)
         wn = config.weight_num
         widths = [3, *config.channels]
         enc: list[nn.Module] = []
