@@ -199,7 +199,8 @@ def _is_main_rank() -> bool:
 
 
 def _copy_hierarchy(run_dir: Path, final: Path, fingerprint: str) -> None:
-    """Put the run's cached hierarchy beside the weights, where the app looks for the token regions."""
+    """Put the run's cached hierarchy beside the weights (every level's vertex ids as built), so the folder
+    carries its topology data whole."""
     import shutil
 
     from megaviewer.io.atomic import atomic_path

@@ -10,7 +10,7 @@ File > Open model...) loads the right tokenizer and body without any other argum
 The copy is written from the tokenizer in memory (what the run actually trained against, even if its source
 folder has changed since), plus the topology files of its source folder: ``body.safetensors`` for a body that is
 not shipped (derived from the user's licensed SMPL file: the whole folder is then for the user's own use) and the
-cached hierarchy the app reads for its token regions.
+cached hierarchy (every level's vertex ids, as built).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def bundle_tokenizer(tokenizer, final: str | Path) -> Path:
 
 def copy_topology(tokenizer, source: Path, dest: Path) -> None:
     """Copy the topology files of ``tokenizer`` that its folder ``source`` holds into ``dest``, each atomically:
-    the cached hierarchy the app reads for its token regions, and ``body.safetensors`` for a body that is not
+    the cached hierarchy, and ``body.safetensors`` for a body that is not
     shipped."""
     names = [hierarchy_cache_path(Path(), tokenizer.config.hierarchy_fingerprint).name]
     if tokenizer.config.body != "anny":
