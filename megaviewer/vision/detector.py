@@ -144,8 +144,8 @@ def crop_keypoints(det: PersonDetection) -> np.ndarray:
     """(17, 3) keypoints in normalised crop coords (the box maps to [-1, 1]²) + confidence, as MEGA is
     conditioned; missing keypoints are exactly (0, 0, 0), as in training."""
     out = np.zeros((17, 3), dtype=np.float32)
-    xy = (det.keypoints[:, :2] - det.box_center[None]) * (2.0 / det.box_side)
-    out[det.valid, :2] = xy[det.valid]
+    # Only the usable rows: a missing keypoint may hold any finite number, which must not overflow here.
+    out[det.valid, :2] = (det.keypoints[det.valid, :2] - det.box_center[None]) * (2.0 / det.box_side)
     out[det.valid, 2] = det.keypoints[det.valid, 2]
     return out
 
