@@ -41,9 +41,10 @@ class TokenizerConfig:
     writes (mesh - rest template) * residual_scale, so it learns deviations from the body's rest shape at
     a unit-ish scale instead of spending capacity rebuilding the template (the template is a buffer)."""
     extremity_density: float = 1.0
-    """> 1: the hierarchy gives the hands and feet this many times their even share of coarse vertices (by
-    geodesic extent; :func:`~megaviewer.tokenizer.hierarchy.inflate_region`), so fingers and toes get more
-    tokens out of the same ``num_tokens``. Part of the hierarchy fingerprint."""
+    """> 1: the hands and feet are scaled by this factor for the hierarchy's coarse-vertex sampling only
+    (:func:`~megaviewer.tokenizer.hierarchy.inflate_region`); at 2 they get about twice their even share of
+    coarse vertices, so fingers and toes get more tokens out of the same ``num_tokens``. Part of the hierarchy
+    fingerprint."""
     body: str = "anny"
     hierarchy_fingerprint: str = ""
     kind: str = KIND
