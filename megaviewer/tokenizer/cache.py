@@ -63,8 +63,7 @@ def hierarchy_from_state(tensors: dict[str, torch.Tensor], config) -> MeshHierar
         arrays[f"conv{levels - 1}_mask"] = tensors[f"{enc[-1]}.mask"].numpy()
     except KeyError as exc:
         raise CheckpointError(f"tokenizer checkpoint lacks neighbour table {exc}; wrong checkpoint?") from exc
-    for i in range(levels):
-        arrays[f"level{i}_vertices"] = np.zeros(sizes[i], dtype=np.int64)
-    hierarchy = MeshHierarchy.from_arrays(arrays, config.hierarchy_fingerprint)
-    hierarchy.level_vertices = level_vertices_from_pool(hierarchy.pool, sizes[0])
-    return hierarchy
+    pools = [arrays[f"pool{level}_index"] for level in range(levels - 1)]
+    for i, ids in enumerate(level_vertices_from_pool(pools, sizes[0])):
+        arrays[f"level{i}_vertices"] = ids
+    return MeshHierarchy.from_arrays(arrays, config.hierarchy_fingerprint)

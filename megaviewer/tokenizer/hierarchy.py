@@ -247,10 +247,10 @@ def build_hierarchy(vertices: np.ndarray, faces: np.ndarray, level_sizes: list[i
     )
 
 
-def level_vertices_from_pool(pool: list[Neighbourhood], num_vertices: int) -> list[np.ndarray]:
-    """Each level's vertex ids into level 0, recovered from the pool tables (every pool row starts with its
-    centre's id one level finer): a checkpoint's buffers then say where its tokens sit without the cache."""
+def level_vertices_from_pool(pool_indices: list[np.ndarray], num_vertices: int) -> list[np.ndarray]:
+    """Each level's vertex ids into level 0, recovered from the pool tables' index arrays (every pool row starts
+    with its centre's id one level finer): a checkpoint's buffers then say where its tokens sit without the cache."""
     levels = [np.arange(num_vertices)]
-    for table in pool:
-        levels.append(levels[-1][table.index[:, 0]])
+    for index in pool_indices:
+        levels.append(levels[-1][np.asarray(index)[:, 0]])
     return levels
