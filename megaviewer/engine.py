@@ -33,7 +33,8 @@ weak-perspective camera are fitted to them (:mod:`megaviewer.camera_fit`), also 
 image, so the mesh sits on the person in the photo; the network's own rotation and
 camera stay in the result (``network_rotation`` / ``network_cam``) with the fit's report (``camera_fit``).
 Pass ``fit_camera=False`` to ``Engine`` (the default for every call) or to ``recover`` (one call) for the
-raw network placement.
+raw network placement. The fit, and after it the fit of the bodies (``refine``, :mod:`megaviewer.refine`), run through
+:func:`megaviewer.keypoint_fit.fit_to_keypoints`, which the benchmark's ``placement="engine"`` runs too.
 
 Camera: with a crop box the meshes are placed in the photo's camera frame, with the box's ``focal`` (the
 photo's, from :mod:`megaviewer.intrinsics`) or, when the box has none, a 55° diagonal field of view
@@ -63,10 +64,10 @@ import torch
 
 from megaviewer import generate
 from megaviewer.body.assets import BodyAssets
-from megaviewer.camera_fit import fit_camera as fit_camera_to_keypoints
 from megaviewer.geometry.rotations import rot6d_to_matrix
+from megaviewer.keypoint_fit import fit_to_keypoints
 from megaviewer.model.mega import Mega, load_mega
-from megaviewer.refine import RefineConfig, refine_hypotheses
+from megaviewer.refine import RefineConfig
 from megaviewer.result import Placement, RecoveryResult
 from megaviewer.settings import DEFAULTS, MODES
 from megaviewer.tokenizer.model import MeshVQVAE
@@ -358,19 +359,13 @@ class Engine:
             cam = out.cam.float()
             if fit_keypoints is not None:
                 network_rotation, network_cam = rotation, cam
-                canonical_joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, canonical)
-                rows = _keypoints_per_row(fit_keypoints.float(), q, out.num_samples)
-                fit_report = fit_camera_to_keypoints(canonical_joints, rows, rotation, cam)
-                rotation = fit_report.rotation.to(canonical.device)
-                cam = fit_report.cam.to(canonical.device)
-                clock.lap("camera_fit_ms")
-                if refine:
-                    before = (canonical, rotation, cam)
-                    refinement = refine_hypotheses(self.tokenizer, self.coco_regressor, tokens, rotation, cam, rows,
-                                                   self.refine_config, landmarks)
-                    canonical = refinement.canonical_vertices.to(canonical.device)
-                    rotation, cam = refinement.rotation.to(canonical.device), refinement.cam.to(canonical.device)
-                    clock.lap("refine_ms")
+                before = canonical
+                fitted = fit_to_keypoints(self.tokenizer, self.coco_regressor, tokens, canonical, rotation, cam,
+                                          _keypoints_per_row(fit_keypoints.float(), q, out.num_samples),
+                                          refine=refine, refine_config=self.refine_config, landmarks=landmarks,
+                                          lap=clock.lap)
+                fit_report, refinement = fitted.camera_fit, fitted.refinement
+                canonical, rotation, cam = fitted.canonical, fitted.rotation, fitted.cam
         else:
             rotation = torch.eye(3, device=canonical.device).expand(q, 3, 3)
             cam = torch.tensor([1.0, 0.0, 0.0], device=canonical.device).expand(q, 3)
@@ -382,9 +377,9 @@ class Engine:
             focal_source = crop.focal_source or ("given" if crop.focal is not None else "default-fov")
         before_fit = None
         if refinement is not None:
-            before_canonical, before_rotation, before_cam = before
-            before_fit = Placement(before_canonical.cpu(), before_rotation.cpu(),
-                                   _placement(before_cam, crop)[0].cpu())
+            # the camera fit's body and placement, before the body fit
+            before_fit = Placement(before.cpu(), fit_report.rotation.cpu(),
+                                   _placement(fit_report.cam.to(before.device), crop)[0].cpu())
         camera_vertices = oriented + translation[:, None, :]
         joints = torch.einsum("jv,qvc->qjc", self.coco_regressor, camera_vertices)
         clock.lap("place_ms")

@@ -98,6 +98,14 @@ class Refinement:
                 "error_before": float(self.error_before.mean()), "error_after": float(self.error_after.mean()),
                 "latent_shift": float(self.latent_shift.mean()), "ms": self.elapsed_ms}
 
+    @classmethod
+    def concatenate(cls, parts: list[Refinement]) -> Refinement:
+        """The refinements of consecutive row chunks as one (rows in order, times added)."""
+        fields = ("canonical_vertices", "latents", "rotation", "cam", "refined", "error_before", "error_after",
+                  "latent_shift")
+        return cls(**{f: torch.cat([getattr(p, f) for p in parts]) for f in fields},
+                   elapsed_ms=sum(p.elapsed_ms for p in parts))
+
 
 def refine_hypotheses(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: torch.Tensor, rotation: torch.Tensor,
                       cam: torch.Tensor, keypoints: torch.Tensor, config: RefineConfig | None = None,

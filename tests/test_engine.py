@@ -114,15 +114,15 @@ def test_timings_are_one_entry_per_stage(engine, keypoints, monkeypatch):
     """Each stage on its own clock: a slow camera fit shows as camera_fit_ms, not in or out of decode_ms."""
     import time
 
-    import megaviewer.engine as engine_module
+    import megaviewer.keypoint_fit as fit_module
 
-    real_fit = engine_module.fit_camera_to_keypoints
+    real_fit = fit_module.fit_camera
 
     def slow_fit(*args, **kwargs):
         time.sleep(0.05)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "fit_camera_to_keypoints", slow_fit)
+    monkeypatch.setattr(fit_module, "fit_camera", slow_fit)
     res = engine.recover(keypoints, mode="stochastic", num_samples=2, steps=2)
     t = res.timings_ms
     assert set(t) == {"generate_ms", "decode_ms", "camera_fit_ms", "refine_ms", "place_ms"}
@@ -150,3 +150,44 @@ def test_refinement_runs_after_the_camera_fit(engine, keypoints):
     # (each row keeps its refinement when its whole objective fell; the 2D error falls on average)
     assert refined.refinement.error_after[moved].mean() < refined.refinement.error_before[moved].mean()
     assert engine.recover(keypoints, fit_camera=False).refinement is None  # needs the camera fit
+
+
+def test_benchmark_engine_placement_is_what_recover_returns(engine, keypoints):
+    """The benchmark's ``placement="engine"`` runs the engine's own fit: the same meshes as ``recover``, for one
+    deterministic person and for stochastic hypotheses."""
+    from training.evaluate import EngineFit, deterministic_mesh, stochastic_meshes
+
+    fit = EngineFit(engine.coco_regressor, keypoints[None])
+    with torch.inference_mode():
+        cond = engine.model.encode_conditioning(engine._conditioning(keypoints, None))
+        det = deterministic_mesh(engine.model, engine.tokenizer, cond, fit)[0]
+        sto = stochastic_meshes(engine.model, engine.tokenizer, cond, 3, 2, 1.0, torch.Generator().manual_seed(5),
+                                fit)[0]
+    res = engine.recover(keypoints, mode="deterministic")
+    assert res.refinement is not None and bool(res.refinement.refined.any())  # the body fit did change the body
+    assert torch.allclose(det, (res.canonical_vertices @ res.rotation.transpose(-1, -2))[0], atol=1e-5)
+    res = engine.recover(keypoints, mode="stochastic", num_samples=3, steps=2, seed=5)
+    assert torch.allclose(sto, res.canonical_vertices @ res.rotation.transpose(-1, -2), atol=1e-5)
+
+
+def test_fit_to_keypoints_in_chunks_equals_one_call(engine, keypoints):
+    """Rows are independent: fitting them a few at a time (the benchmark's memory bound) changes nothing."""
+    from megaviewer import generate
+    from megaviewer.geometry.rotations import rot6d_to_matrix
+    from megaviewer.keypoint_fit import fit_to_keypoints
+
+    with torch.inference_mode():
+        cond = engine.model.encode_conditioning(engine._conditioning(keypoints, None))
+        out = generate.stochastic(engine.model, cond, num_samples=5, steps=2,
+                                  generator=torch.Generator().manual_seed(2))
+        canonical = engine.tokenizer.decode(out.tokens)
+        rows = keypoints.expand(5, -1, -1).clone()
+        rows[1, 3:8, 2] = 0.0  # rows differ in what they see
+        args = (engine.tokenizer, engine.coco_regressor, out.tokens, canonical, rot6d_to_matrix(out.rot6d), out.cam,
+                rows)
+        whole = fit_to_keypoints(*args, refine=True)
+        chunked = fit_to_keypoints(*args, refine=True, chunk_rows=2)
+    assert torch.allclose(whole.canonical, chunked.canonical, atol=1e-5)
+    assert torch.allclose(whole.rotation, chunked.rotation, atol=1e-6)
+    assert torch.equal(whole.refinement.refined, chunked.refinement.refined)
+    assert chunked.refinement.latents.shape[0] == 5

@@ -8,6 +8,12 @@ regressed from the meshes. Stochastic mode: min-of-Q per metric for Q = 1, 5, 10
 with its distance to the deterministic mesh and the per-vertex SD; the Spearman correlation between the
 per-vertex SD and the per-vertex error of the deterministic mesh (is the uncertainty map informative?);
 APD of unconditional samples; a mean-pose baseline for scale.
+
+Placement: ``"network"`` (the default) scores the network alone, each mesh turned by its own rotation head;
+``"engine"`` scores what :meth:`megaviewer.engine.Engine.recover` returns by default, through the same code
+(:func:`megaviewer.keypoint_fit.fit_to_keypoints`): every hypothesis's rotation and camera fitted to the
+person's keypoints, then its body fitted to them (and to the landmarks, which the benchmark gives a model that
+reads them). The people, observations and samples are the same in both.
 """
 
 from __future__ import annotations
@@ -119,18 +125,57 @@ def conditioning_kinds(model: Mega) -> tuple[str, ...]:
     return tuple(model.config.conditioning.kinds)
 
 
-def deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond) -> torch.Tensor:
+PLACEMENTS = ("network", "engine")
+ENGINE_FIT_ROWS = 200  # rows per body-fit call: bounds the memory of differentiating through the decoder
+
+
+@dataclass
+class EngineFit:
+    """The engine's default placement of one batch of people's hypotheses (module docstring): their keypoints
+    (B, 17, 3) and the detector's landmarks (B, 17, 4) where the set has them."""
+
+    regressor: torch.Tensor
+    keypoints: torch.Tensor
+    landmarks: torch.Tensor | None = None
+    refine: bool = True
+
+    def place(self, tokenizer: MeshVQVAE, out: generate.GenerationResult, canonical: torch.Tensor) -> torch.Tensor:
+        from megaviewer.keypoint_fit import fit_to_keypoints
+
+        per_row = lambda x: x.repeat_interleave(out.num_samples, dim=0)  # noqa: E731  (rows are item-major)
+        fitted = fit_to_keypoints(tokenizer, self.regressor, out.tokens, canonical, rot6d_to_matrix(out.rot6d),
+                                  out.cam, per_row(self.keypoints), refine=self.refine,
+                                  landmarks=per_row(self.landmarks) if self.landmarks is not None else None,
+                                  chunk_rows=ENGINE_FIT_ROWS)
+        return fitted.oriented
+
+
+def engine_fit(data: EvalSet, rows: slice, regressor: torch.Tensor) -> EngineFit:
+    """The engine placement for ``rows`` of ``data``: the body fit reads the detector's landmarks where the set has
+    them (as the engine does whenever the detector gives them)."""
+    landmarks = data.landmarks[rows] if data.landmarks is not None else None
+    return EngineFit(regressor.float(), data.keypoints[rows], landmarks)
+
+
+def _placed(tokenizer: MeshVQVAE, out: generate.GenerationResult, fit: EngineFit | None) -> torch.Tensor:
+    """Oriented, centroid-centred meshes of a generation: by the network's rotation, or placed as the engine does."""
+    canonical = tokenizer.decode(out.tokens)
+    if fit is not None:
+        return fit.place(tokenizer, out, canonical)
+    return canonical @ rot6d_to_matrix(out.rot6d).transpose(-1, -2)
+
+
+def deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond, fit: EngineFit | None = None) -> torch.Tensor:
     """The deterministic mode's oriented, centroid-centred meshes (B, V, 3) for encoded conditioning."""
-    out = generate.deterministic(model, cond)
-    return tokenizer.decode(out.tokens) @ rot6d_to_matrix(out.rot6d).transpose(-1, -2)
+    return _placed(tokenizer, generate.deterministic(model, cond), fit)
 
 
 def stochastic_meshes(model: Mega, tokenizer: MeshVQVAE, cond, num_samples: int, steps: int, temperature: float,
-                      generator: torch.Generator) -> torch.Tensor:
+                      generator: torch.Generator, fit: EngineFit | None = None) -> torch.Tensor:
     """The stochastic mode's Q oriented meshes per person, (B, Q, V, 3), for encoded conditioning of B people."""
     out = generate.stochastic(model, cond, num_samples=num_samples, steps=steps, temperature=temperature,
                               generator=generator)
-    meshes = tokenizer.decode(out.tokens) @ rot6d_to_matrix(out.rot6d).transpose(-1, -2)
+    meshes = _placed(tokenizer, out, fit)
     return meshes.view(-1, num_samples, *meshes.shape[1:])
 
 
@@ -152,7 +197,10 @@ def deterministic_scores(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Ten
 @torch.inference_mode()
 def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: EvalSet, *,
              q_values: tuple[int, ...] = Q_VALUES, steps: int = 5, temperature: float = 1.0, seed: int = 0,
-             batch: int = 32, unconditional_model: Mega | None = None, apd_samples: int = 100) -> dict:
+             batch: int = 32, unconditional_model: Mega | None = None, apd_samples: int = 100,
+             placement: str = "network") -> dict:
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     model.eval()
     tokenizer.eval()
     regressor = regressor.float()
@@ -167,13 +215,15 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
     for i in range(0, count, batch):
         gt = data.vertices[i:i + batch]
         t0 = time.perf_counter()
-        cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + batch)))
-        det_mesh = deterministic_mesh(model, tokenizer, cond)
+        rows = slice(i, i + batch)
+        cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), rows))
+        fit = engine_fit(data, rows, regressor) if placement == "engine" else None
+        det_mesh = deterministic_mesh(model, tokenizer, cond, fit)
         timings["deterministic_s"] += time.perf_counter() - t0
         for k, v in _scores(det_mesh, gt, regressor).items():
             det[k].append(v)
         t0 = time.perf_counter()
-        samples = stochastic_meshes(model, tokenizer, cond, q_max, steps, temperature, gen)
+        samples = stochastic_meshes(model, tokenizer, cond, q_max, steps, temperature, gen, fit)
         timings["stochastic_s"] += time.perf_counter() - t0
         scores = _scores(samples, gt[:, None], regressor)  # (b, Q) each
         for q in q_values:
@@ -193,7 +243,7 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
                     error_maps.append(err)
     cat = lambda xs: torch.cat(xs).mean().item()  # noqa: E731
     result = {
-        "count": count, "steps": steps, "temperature": temperature,
+        "count": count, "steps": steps, "temperature": temperature, "placement": placement,
         "deterministic": {k: cat(v) for k, v in det.items()},
         "min_of_q": {str(q): {k: cat(v) for k, v in minq[q].items()} for q in q_values},
         "mean_of_q": {str(q): {k: cat(v) for k, v in meanq[q].items()} for q in meanq},

@@ -209,6 +209,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     data = build_eval_set(tokenizer, BENCHMARK_PEOPLE, obs=obs)
     result = evaluate(model, tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
     add_without_landmarks(result, model, tokenizer, regressor, data)
+    result["engine"] = evaluate(model, tokenizer, regressor, data, placement="engine")  # what the app shows
     hard = build_eval_set(tokenizer, HARD_SPLIT_PEOPLE, obs=obs, meshes=SyntheticMeshes(prior_kind="hard"))
     result["hard_poses"] = evaluate(model, tokenizer, regressor, hard)
     times["evaluation_min"] = (time.perf_counter() - start) / 60
