@@ -1,10 +1,14 @@
 """Time to accuracy of conditioned MEGA training: CPU-minutes until the benchmark's deterministic PA-MPJPE
 reaches a target, for several recipes of the conditioned stage, side by side on one machine.
 
-Every variant starts from the same pre-trained model and trains on the same mesh pool (the shipped tokenizer's
-tokens of the key-pose prior, as the ``baseline`` recipe), and is evaluated every ``eval_every`` steps on the
-benchmark's held-out people (deterministic mode only). Training time is the loop's own wall-clock record
-(``train_seconds`` of each checkpoint), so evaluation time is not counted. A variant is a full schedule
+Every variant starts from the same pre-trained model and trains on the same mesh pool (the tokenizer's tokens of
+the key-pose prior, as the ``baseline`` recipe), and is evaluated every ``eval_every`` steps on the benchmark's
+held-out people (deterministic mode only). A variant may name its own tokenizer and pre-trained model instead
+(``tokenizer`` / ``pretrained``, e.g. the shipped ones): the same meshes, observations and people, tokenised by
+that tokenizer, so what it measures is what a better tokenizer and pre-training buy the conditioned stage; the
+hours those took are not counted in its minutes (they are trained once, for every later conditioned run).
+Training time is the loop's own wall-clock record (``train_seconds`` of each checkpoint), so evaluation time is
+not counted. A variant is a full schedule
 (its learning-rate decay is laid out over its ``steps``), run to the end or stopped at ``max_minutes``.
 
 ``python scripts/bench_training.py`` writes ``resources/bench/train_throughput.json``.
@@ -32,6 +36,8 @@ class Variant:
     name: str
     label: str
     changes: dict = field(default_factory=dict)  # MegaStage fields -> values
+    tokenizer: str | None = None  # repository-relative folders; None: the run's (``--tokenizer``)
+    pretrained: str | None = None  # None: the run's (``--pretrained``)
 
     @property
     def stage(self) -> MegaStage:
@@ -61,6 +67,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("b32_full75_rows4", "as full75_rows4 with batches of 32: twice the updates for the same observations",
             {"train_steps": 3_600, "batch_size": 32, "lr": 2e-3, "warmup_steps": 200, "masking": "cosine_full75",
              "reprojection_rows": 4}),
+    Variant("offsets_full75_rows4", "as full75_rows4, from the shipped tokenizer (offsets, 100,000 steps) and its "
+            "pre-trained model (key poses + real motion): the default recipe's tokenizer and pre-training",
+            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
+             "reprojection_rows": 4}, tokenizer="resources/tokenizer", pretrained="resources/pretrained"),
 )}
 
 
@@ -149,14 +159,30 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
 
     if threads:
         torch.set_num_threads(threads)
-    tokenizer_dir = Path(tokenizer_dir or resources_dir() / "tokenizer")
-    pretrained_dir = Path(pretrained_dir or resources_dir() / "pretrained")
-    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
+    repo = resources_dir().parent
+    default_tokenizer = Path(tokenizer_dir or resources_dir() / "tokenizer")
+    default_pretrained = Path(pretrained_dir or resources_dir() / "pretrained")
     stage = get_recipe("baseline").mega
-    pool = prepare_pool(runs / "pool.safetensors", tokenizer, stage.pool_size, 0,
-                        meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
     regressor = BodyAssets.load().coco_regressor.float()
-    data = build_eval_set(tokenizer, people)
+    loaded: dict[Path, tuple] = {}
+
+    def tokenizer_folder(variant: Variant) -> Path:
+        return repo / variant.tokenizer if variant.tokenizer else default_tokenizer
+
+    def tokenizer_and_pool(folder: Path):
+        """Each tokenizer once, with its pool of the baseline's meshes, cached on disk under the folder's name
+        (tokenizers of one hierarchy give pools that load alike but hold other tokens)."""
+        if folder not in loaded:
+            tokenizer = MeshVQVAE.from_pretrained(folder)
+            where, root = folder.resolve(), repo.resolve()
+            tag = "_".join(where.relative_to(root).parts) if where.is_relative_to(root) else where.name
+            pool = prepare_pool(runs / f"pool-{tag}.safetensors", tokenizer, stage.pool_size, 0,
+                                meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
+            loaded[folder] = tokenizer, pool
+        return loaded[folder]
+
+    # the benchmark's people (their meshes and observations do not depend on the tokenizer that builds the set)
+    data = build_eval_set(MeshVQVAE.from_pretrained(tokenizer_folder(VARIANTS[names[0]])), people)
     report = json.loads(out_json.read_text()) if out_json.exists() else {"variants": {}}
     report.update({"schema": SCHEMA, "command": "python scripts/bench_training.py", "target_pa_mpjpe": target,
                    "eval_people": people, "eval_every": eval_every, "torch_threads": torch.get_num_threads(),
@@ -165,8 +191,12 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
     if note:
         report["note"] = note
     for name in names:
-        result = run_variant(VARIANTS[name], runs, pretrained_dir, tokenizer, pool, regressor,
-                             data, eval_every, threads, max_minutes, target, tokenizer_dir=tokenizer_dir)
+        variant = VARIANTS[name]
+        folder = tokenizer_folder(variant)
+        tokenizer, pool = tokenizer_and_pool(folder)
+        init = repo / variant.pretrained if variant.pretrained else default_pretrained
+        result = run_variant(variant, runs, init, tokenizer, pool, regressor, data, eval_every, threads,
+                             max_minutes, target, tokenizer_dir=folder)
         report["variants"][name] = result
         atomic_write_text(out_json, json.dumps(report, indent=2))
     base = report["variants"].get("baseline", {}).get("minutes_to_target")

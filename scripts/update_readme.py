@@ -725,7 +725,7 @@ def throughput_section(t: dict | None) -> str:
     if not t or not t.get("variants"):
         return ""
     out = [f"### Time to accuracy of conditioned training (`{t['command']}`, {t['torch_threads']} torch thread)\n",
-           f"Each recipe trains the conditioned stage from the same pre-trained model on the same data and is "
+           f"Each recipe trains the conditioned stage from a pre-trained model on the same data and is "
            f"evaluated every {_eval_steps(t)} steps on the {t['eval_people']} benchmark people (deterministic "
            f"mode); minutes are training time only. Target: deterministic PA-MPJPE {t['target_pa_mpjpe']:g} mm."
            + (f" {t['note']}" if t.get("note") else "") + "\n",
