@@ -59,3 +59,39 @@ def test_different_chunks_give_different_weights(tmp_path, meshes):
     a = load_checkpoint_tensors(train_tokenizer(_config(tmp_path / "a"), meshes))
     b = load_checkpoint_tensors(train_tokenizer(replace(_config(tmp_path / "b"), seed=1), meshes))
     assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finished_stage_is_saved_with_zero_moments_and_resumes_to_the_same_weights(tmp_path, meshes):
+    """A finished stage's optimizer moments are never read again: the state keeps them as zeros (they cost git
+    almost nothing), and the restored run ends with the same final weights."""
+    from megaviewer.io.checkpoint import load_tensors
+    from training.state import is_finished
+
+    first = tmp_path / "first_machine"
+    final = train_tokenizer(_config(first), meshes)
+    last = find_last_checkpoint(first)
+    assert is_finished(last) and checkpoint_step(last) == 6
+    saved = snapshot(first, tmp_path / "state")
+    kept, original = load_tensors(saved / "optimizer.safetensors"), load_tensors(last / "optimizer.safetensors")
+    assert kept.keys() == original.keys()
+    moments = [k for k in kept if k.endswith("exp_avg") or k.endswith("exp_avg_sq")]
+    assert moments and all(not kept[k].any() for k in moments) and any(original[k].any() for k in moments)
+    assert all(torch.equal(kept[k], original[k]) for k in kept if k not in moments)  # steps and learning rates
+
+    second = tmp_path / "second_machine"
+    restore(tmp_path / "state", second)
+    again = train_tokenizer(_config(second), meshes)
+    a, b = load_checkpoint_tensors(final), load_checkpoint_tensors(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unfinished_stage_keeps_its_moments(tmp_path, meshes):
+    from megaviewer.io.checkpoint import load_tensors
+    from training.state import is_finished
+
+    run = tmp_path / "run"
+    stopped = train_tokenizer(_config(run, stop_at=4), meshes)
+    assert not is_finished(stopped)
+    saved = snapshot(run, tmp_path / "state")
+    kept, original = load_tensors(saved / "optimizer.safetensors"), load_tensors(stopped / "optimizer.safetensors")
+    assert all(torch.equal(kept[k], original[k]) for k in original)

@@ -6,6 +6,11 @@ run (weights, optimizer moments, trainer state; safetensors + JSON) into ``state
 only that one; :func:`restore` puts it back into an empty run folder, after which :func:`training.loop.train`
 continues exactly where it stopped (batches and noise are functions of the step). Both write atomically:
 a half-copied state is never taken for a checkpoint.
+
+A stage that has finished (its checkpoint is at the stage's last step) takes no more optimizer steps: on resume
+the loop only writes its ``final/``. Its optimizer moments are never read again, so the snapshot keeps them as
+zeros of the same shapes (the loader still checks them), which git stores in almost no space; the weights, and so
+everything that follows, stay bit-identical.
 """
 
 from __future__ import annotations
@@ -14,19 +19,39 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from megaviewer.io.atomic import atomic_write_text
-from training.loop import LAST_NAME, TRAINER_STATE_NAME, find_last_checkpoint
+from megaviewer.io.checkpoint import load_tensors, save_tensors
+from training.loop import LAST_NAME, OPTIMIZER_NAME, TRAINER_STATE_NAME, find_last_checkpoint
 
 
 def checkpoint_step(folder: Path) -> int:
     return int(json.loads((folder / TRAINER_STATE_NAME).read_text())["step"])
 
 
-def _copy_folder(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary sibling and one rename."""
+def is_finished(folder: Path) -> bool:
+    """Whether a checkpoint is at its stage's last step (nothing more to train)."""
+    state = json.loads((folder / TRAINER_STATE_NAME).read_text())
+    total = state.get("loop_config", {}).get("total_steps")
+    return total is not None and int(state["step"]) >= int(total)
+
+
+def _copy_folder(src: Path, dest: Path, zero_moments: bool = False) -> None:
+    """Copy ``src`` to ``dest`` through a temporary sibling and one rename; ``zero_moments`` writes the optimizer
+    tensors as zeros (module docstring)."""
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    moments = tmp / OPTIMIZER_NAME
+    if zero_moments and moments.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(moments), framework="pt") as f:
+            metadata = f.metadata()
+        tensors = load_tensors(moments)
+        save_tensors(moments, {k: v if k.endswith(".step") or k.startswith("group.") else torch.zeros_like(v)
+                               for k, v in tensors.items()}, metadata)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
@@ -47,7 +72,7 @@ def snapshot(run_dir: str | Path, state_dir: str | Path) -> Path | None:
         return held
     state_dir.mkdir(parents=True, exist_ok=True)
     dest = state_dir / last.name
-    _copy_folder(last, dest)
+    _copy_folder(last, dest, zero_moments=is_finished(last))
     _point_at(state_dir, dest)
     for old in state_dir.iterdir():
         if old.is_dir() and old.name != dest.name:
