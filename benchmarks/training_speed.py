@@ -8,8 +8,8 @@ held-out people (deterministic mode only). A variant may name its own tokenizer 
 that tokenizer, so what it measures is what a better tokenizer and pre-training buy the conditioned stage; the
 hours those took are not counted in its minutes (they are trained once, for every later conditioned run).
 Training time is the loop's own wall-clock record (``train_seconds`` of each checkpoint), so evaluation time is
-not counted. A variant is a full schedule
-(its learning-rate decay is laid out over its ``steps``), run to the end or stopped at ``max_minutes``.
+not counted. A variant is a full schedule (its learning-rate decay is laid out over its ``steps``), run to the end
+or stopped at ``max_minutes``.
 
 ``python scripts/bench_training.py`` writes ``resources/bench/train_throughput.json``.
 """
@@ -182,7 +182,7 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
         return loaded[folder]
 
     # the benchmark's people (their meshes and observations do not depend on the tokenizer that builds the set)
-    data = build_eval_set(MeshVQVAE.from_pretrained(tokenizer_folder(VARIANTS[names[0]])), people)
+    data = build_eval_set(tokenizer_and_pool(tokenizer_folder(VARIANTS[names[0]]))[0], people)
     report = json.loads(out_json.read_text()) if out_json.exists() else {"variants": {}}
     report.update({"schema": SCHEMA, "command": "python scripts/bench_training.py", "target_pa_mpjpe": target,
                    "eval_people": people, "eval_every": eval_every, "torch_threads": torch.get_num_threads(),

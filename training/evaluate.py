@@ -29,6 +29,7 @@ from megaviewer import generate
 from megaviewer.geometry import metrics
 from megaviewer.geometry.rotations import rot6d_to_matrix
 from megaviewer.model.mega import Mega
+from megaviewer.settings import DEFAULTS
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.meshes import SyntheticMeshes
 from training.data.observations import ObservationConfig, synthesize
@@ -137,7 +138,7 @@ class EngineFit:
     regressor: torch.Tensor
     keypoints: torch.Tensor
     landmarks: torch.Tensor | None = None
-    refine: bool = True
+    refine: bool = DEFAULTS.refine  # the body fit, on by default in the engine as in the app
 
     def place(self, tokenizer: MeshVQVAE, out: generate.GenerationResult, canonical: torch.Tensor) -> torch.Tensor:
         from megaviewer.keypoint_fit import fit_to_keypoints
