@@ -67,10 +67,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("b32_full75_rows4", "as full75_rows4 with batches of 32: twice the updates for the same observations",
             {"train_steps": 3_600, "batch_size": 32, "lr": 2e-3, "warmup_steps": 200, "masking": "cosine_full75",
              "reprojection_rows": 4}),
-    Variant("offsets_full75_rows4", "as full75_rows4, from the shipped tokenizer (offsets, 100,000 steps) and its "
-            "pre-trained model (key poses + real motion): the default recipe's tokenizer and pre-training",
+    Variant("offsets_full75_rows4", "as full75_rows4, from the offsets tokenizer (100,000 steps, even token grid) "
+            "and its pre-trained model (key poses + real motion): the even_extremities recipe's tokenizer and "
+            "pre-training",
             {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4}, tokenizer="resources/tokenizer", pretrained="resources/pretrained"),
+             "reprojection_rows": 4}, tokenizer="resources/baselines/offsets_model/tokenizer",
+            pretrained="resources/baselines/offsets_model/pretrained"),
 )}
 
 

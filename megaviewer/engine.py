@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -435,11 +434,3 @@ class _StageClock:
         now = time.perf_counter()
         self.laps[name] = (now - self._start) * 1000
         self._start = now
-
-
-def load_metrics(folder: str | Path | None = None) -> dict:
-    """The evaluation figures shipped beside a checkpoint (``metrics.json``), if any."""
-    from megaviewer.paths import default_model_dir
-
-    path = Path(folder or default_model_dir()) / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -26,6 +26,8 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="MEGA folder (default: the shipped one)")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="default: the model folder's tokenizer/, else the shipped one")
     parser.add_argument("--people", type=int, default=None, help="default: the benchmark's 512")
     parser.add_argument("--q", type=int, default=25, help="hypotheses per person")
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -36,6 +38,7 @@ def main() -> None:
     import torch
 
     from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir
@@ -53,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     folder = args.model or default_model_dir()
     model = load_mega(folder).eval()
-    tokenizer = MeshVQVAE.from_pretrained().eval()
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(folder, args.tokenizer)).eval()
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     people = args.people or BENCHMARK_PEOPLE
     data = build_eval_set(tokenizer, people, obs=observations_for(model))

@@ -27,23 +27,28 @@ sys.path.insert(0, str(REPO))
 MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
           "landmark_model": "resources/baselines/landmark_model",
           "no_lifter_model": "resources/baselines/no_lifter_model",
-          "no_lifter_model+lifter": "resources/baselines/no_lifter_model+resources/default",
+          "no_lifter_model+lifter": "resources/baselines/no_lifter_model+resources/baselines/lifted_model",
           "lifted_model": "resources/baselines/lifted_model",
-          "default@before_decoder": "resources/default@resources/baselines/no_lifter_model/tokenizer",
+          "offsets_model@before_decoder": ("resources/baselines/offsets_model"
+                                           "@resources/baselines/no_lifter_model/tokenizer"),
+          "offsets_model": "resources/baselines/offsets_model",
           "default": "resources/default"}
 WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
         "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
                           "detector's gross 2D errors)",
-        "no_lifter_model": "`default` recipe up to its first warm restart: tokenizer on offsets trained 100,000 "
-                           "steps, key poses + real motion, landmarks from the start of conditioned training, 8,400 "
-                           "steps, then 6,000 steps with landmarks for half the people",
-        "no_lifter_model+lifter": "no_lifter_model with the default's keypoint lifter put in, without training",
+        "no_lifter_model": "`even_extremities` recipe up to its first warm restart: tokenizer on offsets trained "
+                           "100,000 steps, key poses + real motion, landmarks from the start of conditioned training, "
+                           "8,400 steps, then 6,000 steps with landmarks for half the people",
+        "no_lifter_model+lifter": "no_lifter_model with lifted_model's keypoint lifter put in, without training",
         "lifted_model": "the same, then a keypoint lifter answering for absent landmarks and a second 6,000-step "
-                        "warm restart with it (decoded through the shipped tokenizer)",
-        "default@before_decoder": "the same, then a third 6,000-step warm restart; decoded through the tokenizer "
-                                  "before its decoder fine-tune",
-        "default": "the same, decoded through the tokenizer whose decoder was fine-tuned with the hand and foot "
-                   "vertices weighted x8 (token ids unchanged)"}
+                        "warm restart with it (decoded through the fine-tuned decoder of offsets_model)",
+        "offsets_model@before_decoder": "the same, then a third 6,000-step warm restart; decoded through the "
+                                        "tokenizer before its decoder fine-tune",
+        "offsets_model": "the whole `even_extremities` recipe (the previous default): the same, decoded through "
+                         "the tokenizer whose decoder was fine-tuned with the hand and foot vertices weighted x8 "
+                         "(token ids unchanged)",
+        "default": "the whole `default` recipe: the same, with the tokenizer's coarse levels twice as dense on the "
+                   "hands and feet"}
 TOKENIZER_MESHES = 1024
 
 
@@ -62,8 +67,13 @@ def main() -> None:
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.evaluate import BENCHMARK_PEOPLE, build_eval_set, deterministic_scores, landmark_observations
-    from training.run_recipe import HARD_SPLIT_PEOPLE
+    from training.evaluate import (
+        BENCHMARK_PEOPLE,
+        HARD_SPLIT_PEOPLE,
+        build_eval_set,
+        deterministic_scores,
+        landmark_observations,
+    )
     from training.tokenizer import evaluate_tokenizer
 
     if args.threads:

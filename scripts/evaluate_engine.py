@@ -24,13 +24,15 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="MEGA folder (default: the shipped one)")
-    parser.add_argument("--tokenizer", type=Path, default=None, help="default: the shipped tokenizer")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="default: the model folder's tokenizer/, else the shipped one")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     import torch
 
     from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir
@@ -42,7 +44,7 @@ def main() -> None:
     metrics_path = folder / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
     model = load_mega(folder)
-    tokenizer = MeshVQVAE.from_pretrained(args.tokenizer)
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(folder, args.tokenizer))
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor
     data = build_eval_set(tokenizer, BENCHMARK_PEOPLE, obs=observations_for(model))
     start = time.perf_counter()

@@ -44,7 +44,8 @@ def tokenizer_headline(tok: dict | None) -> dict | None:
     return tok.get("motion", tok)
 
 
-def tokenizer_section(tok: dict | None, closeups: dict | None = None) -> str:
+def tokenizer_section(tok: dict | None, closeups: dict | None = None, density: float = 1.0) -> str:
+    """``density``: the tokenizer's ``extremity_density`` (its config)."""
     if not tok:
         return "_No tokenizer metrics yet._\n"
     if "motion" not in tok:
@@ -65,13 +66,21 @@ def tokenizer_section(tok: dict | None, closeups: dict | None = None) -> str:
     hours = tok.get("train_hours")
     out += ["", f"Recipe (`megaviewer-train recipe default --until tokenizer`): {tok['steps']:,} steps of batch "
                 f"{tok['batch_size']}, learning rate {tok['lr']:g}, channels {tuple(tok['channels'])}, the network "
-                f"reading and writing offsets from the rest template × {tok['residual_scale']:g}, on the "
-                f"`{tok['prior']}` prior" + (f"; {hours:.1f} hours wall-clock on a 2-core CPU." if hours else ".")]
+                f"reading and writing offsets from the rest template × {tok['residual_scale']:g}"
+                + _density_text(density) + f", on the `{tok['prior']}` prior"
+                + (f"; {hours:.1f} hours wall-clock on a 2-core CPU." if hours else ".")]
     if tok.get("decoder"):
         out += ["", _decoder_text(tok)]
     if closeups:
         out += ["", _closeup_text(closeups)]
     return "\n".join(out) + "\n"
+
+
+def _density_text(density: float) -> str:
+    if density == 1.0:
+        return ""
+    return (f", its coarse levels {density:g} times as dense on the hands and feet as an even spread "
+            "(`extremity_density`)")
 
 
 def _decoder_text(tok: dict) -> str:
@@ -240,9 +249,10 @@ def mega_section(m: dict | None) -> str:
         full = engine["by_detection"]["all_17_detected"]
         q = max(map(int, engine["min_of_q"]))
         lines.append("")
-        lines.append(f"As the engine returns them (`python scripts/evaluate_engine.py`: the same people, observations "
-                     "and samples, each hypothesis's rotation and camera fitted to the keypoints and then its body, "
-                     "with the landmarks, as `Engine.recover` and the app do by default): deterministic PA-MPJPE "
+        lines.append("As the engine returns them (`megaviewer-train evaluate`, part of every recipe: the same people, "
+                     "observations and samples, each hypothesis's rotation and camera fitted to the keypoints and "
+                     "then its body, with the landmarks, as `Engine.recover` and the app do by default): "
+                     "deterministic PA-MPJPE "
                      f"{engine['deterministic']['pa_mpjpe']:.1f} mm, {full['deterministic_pa_mpjpe']:.1f} for the "
                      f"people with all 17 keypoints detected; min of {q} {engine['min_of_q'][str(q)]['pa_mpjpe']:.1f} "
                      f"({full[f'min_of_{q}_pa_mpjpe']:.1f}); Spearman correlation of per-vertex SD with per-vertex "
@@ -778,7 +788,8 @@ def generated_block() -> str:
     long = _load(res / "baselines" / "mlp_lifting_long.json")
     body = "\n".join(s for s in (
         targets_section(tok, mega, sweep, _load(res / "bench" / "train_throughput.json")),
-        tokenizer_section(tok, _load(res / "figures" / "tokenizer_hands_feet.json")),
+        tokenizer_section(tok, _load(res / "figures" / "tokenizer_hands_feet.json"),
+                          (_load(res / "tokenizer" / "config.json") or {}).get("extremity_density", 1.0)),
         tokenizer_sweep_section(sweep, tok),
         mega_section(mega),
         models_section(_load(res / "bench" / "models.json"), _load(res / "bench" / "detector_loop.json")),

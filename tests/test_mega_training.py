@@ -245,6 +245,26 @@ def test_cli_pretrain_then_train_builds_and_reuses_the_pool(tmp_path, tiny_token
     # An explicit pool size that disagrees with the cached pool is an error, not a silent reuse.
     assert main(["pretrain", "--out", str(tmp_path / "pre2"), "--pool-size", "32", *common]) == 2
 
+    # The trained model scored as the shipped ones are: network alone, engine output, hard poses, APD.
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", str(tmp_path / "hmr" / "final"), "--tokenizer", str(tmp_path / "tok"),
+                 "--pretrained", str(tmp_path / "pre" / "final"), "--people", "6", "--hard-people", "4",
+                 "--json", str(report), "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "network alone:" in printed and "as the engine returns it:" in printed and "hard poses:" in printed
+    result = json.loads(report.read_text())
+    assert result["count"] == 6 and result["engine"]["count"] == 6 and result["hard_poses"]["count"] == 4
+    assert result["placement"] == "network" and result["engine"]["placement"] == "engine"
+    assert result["unconditional_apd_cm"] > 0 and math.isfinite(result["deterministic"]["pa_mpjpe"])
+    assert result["engine"]["deterministic"] != result["deterministic"]  # the fit moved the meshes
+    # A tokenizer whose codebook the model was not trained on is refused with the reason.
+    other = tmp_path / "tok64"
+    from training.tokenizer import build_tokenizer
+
+    build_tokenizer(type(tiny_tokenizer.config)(channels=[8, 8, 8], num_codes=2 * NUM_CODES)).save(other)
+    assert main(["evaluate", str(tmp_path / "hmr" / "final"), "--tokenizer", str(other), "--people", "2"]) == 2
+    assert "the tokenizer" in capsys.readouterr().err
+
 
 @pytest.mark.slow
 def test_ddp_two_ranks_pretrain_cli(tmp_path, tiny_tokenizer, tiny_pool):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -29,12 +30,12 @@ def test_recipes_build_their_stage_configs():
         get_recipe("nope")
 
 
-def test_dense_extremities_recipe_is_the_default_with_a_denser_hierarchy():
-    default, dense = get_recipe("default"), get_recipe("dense_extremities")
-    assert dense.tokenizer.train_config("runs/x").tokenizer.extremity_density == 2.0
-    assert default.tokenizer.train_config("runs/x").tokenizer.extremity_density == 1.0
-    assert dense.tokenizer == replace(default.tokenizer, extremity_density=2.0)
-    assert (dense.mega, dense.decoder) == (default.mega, default.decoder)
+def test_even_extremities_recipe_is_the_default_with_an_even_hierarchy():
+    default, even = get_recipe("default"), get_recipe("even_extremities")
+    assert default.tokenizer.train_config("runs/x").tokenizer.extremity_density == 2.0
+    assert even.tokenizer.train_config("runs/x").tokenizer.extremity_density == 1.0
+    assert even.tokenizer == replace(default.tokenizer, extremity_density=1.0)
+    assert (even.mega, even.decoder) == (default.mega, default.decoder)
 
 
 def test_quick_recipe_fits_ninety_minutes_by_its_own_estimate():
@@ -123,3 +124,15 @@ def test_default_recipe_sharpens_the_decoder_last():
                                                                    default.decoder.steps, default.decoder.lr,
                                                                    default.decoder.extremity_weight)
     assert cfg.extremity_weight > 1 and default.estimated_minutes()["decoder"] > 0
+
+
+def test_the_shipped_models_record_the_default_recipe_and_its_tokenizer():
+    """The shipped metrics, the shipped tokenizer and ``recipes.py`` must describe the same run."""
+    recipe = get_recipe("default")
+    metrics = json.loads((ROOT / "resources" / "default" / "metrics.json").read_text())
+    assert metrics["recipe"] == json.loads(json.dumps(recipe.to_dict()))
+    tokenizer = json.loads((ROOT / "resources" / "tokenizer" / "config.json").read_text())
+    stage = recipe.tokenizer
+    assert (tokenizer["extremity_density"], tokenizer["residual_scale"], tokenizer["channels"]) == (
+        stage.extremity_density, stage.residual_scale, list(stage.channels))
+    assert json.loads((ROOT / "resources" / "tokenizer" / "metrics.json").read_text())["steps"] == stage.steps

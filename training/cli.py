@@ -128,6 +128,20 @@ def _recipe_parsers(sub) -> None:
                    help="stop after this stage, before the later ones and the evaluation (conditioned: before the "
                         "warm restarts)")
 
+    v = sub.add_parser("evaluate", help="score a MEGA checkpoint on the synthetic benchmark, as the shipped "
+                                        "models are scored (network alone, engine output, hard poses)")
+    v.add_argument("model", nargs="?", default=None, help="MEGA folder (default: the shipped resources/default)")
+    v.add_argument("--tokenizer", default=None,
+                   help="tokenizer folder (default: the model folder's tokenizer/, else the shipped one)")
+    v.add_argument("--pretrained", default=None, help="an unconditional MEGA folder: also report its samples' APD")
+    v.add_argument("--people", type=int, default=None, help="benchmark people (default: 512, as shipped)")
+    v.add_argument("--hard-people", type=int, default=None,
+                   help="people of the held-out motion clips (default: 256, as shipped; 0: skip)")
+    v.add_argument("--no-engine", action="store_true",
+                   help="score the network alone (skips the keypoint fit, the slow part)")
+    v.add_argument("--json", default=None, help="write the results to this JSON file")
+    v.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+
     s = sub.add_parser("save-state", help="copy each stage's latest checkpoint of a recipe run into --state")
     s.add_argument("name", help="recipe name (for the default --runs)")
     s.add_argument("--runs", default=None, help="folder of the run (default: runs/<name>)")
@@ -147,6 +161,40 @@ def _run_recipe(args) -> int:
                         threads=args.threads, state_dir=args.state, tokenizer_dir=args.tokenizer,
                         until=args.until)
     return 0 if result is not None or args.until else 3
+
+
+def _run_evaluate(args) -> int:
+    import torch
+
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.engine import tokenizer_folder
+    from megaviewer.io.atomic import atomic_write_text
+    from megaviewer.model.mega import load_mega
+    from megaviewer.paths import default_model_dir
+    from megaviewer.tokenizer.model import MeshVQVAE
+    from training.evaluate import BENCHMARK_PEOPLE, HARD_SPLIT_PEOPLE, benchmark, format_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = Path(args.model) if args.model else default_model_dir()
+    model = load_mega(folder)
+    tokenizer_dir = tokenizer_folder(folder, args.tokenizer)
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
+    if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
+        raise ValueError(f"{folder} expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
+                         f"the tokenizer {tokenizer_dir} has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
+    people = BENCHMARK_PEOPLE if args.people is None else args.people
+    hard_people = HARD_SPLIT_PEOPLE if args.hard_people is None else args.hard_people
+    if people < 1 or hard_people < 0:
+        raise ValueError("--people must be at least 1 and --hard-people at least 0")
+    result = benchmark(model, tokenizer, BodyAssets.load(tokenizer.config.body).coco_regressor, people=people,
+                       engine=not args.no_engine, hard_people=hard_people,
+                       unconditional_model=load_mega(args.pretrained) if args.pretrained else None)
+    result.update(model=str(folder), tokenizer=str(tokenizer_dir))
+    print(format_report(result))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2))
+    return 0
 
 
 def _run_save_state(args) -> int:
@@ -388,7 +436,7 @@ def _run_image_path(args) -> int:
 
 COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer, "pretrain": _run_pretrain,
             "train": _run_train, "lifter": _run_lifter, "decoder": _run_decoder, "image-path": _run_image_path,
-            "recipe": _run_recipe, "save-state": _run_save_state}
+            "recipe": _run_recipe, "evaluate": _run_evaluate, "save-state": _run_save_state}
 
 
 def build_parser() -> argparse.ArgumentParser:

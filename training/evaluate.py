@@ -18,10 +18,8 @@ reads them). The people, observations and samples are the same in both.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -38,6 +36,7 @@ from training.uncertainty_maps import spearman_rows, spread_mm
 
 EVAL_SEED = 9_100_001
 BENCHMARK_PEOPLE = 512  # held-out people of the shipped model's benchmark (train_default, ablation, lifter)
+HARD_SPLIT_PEOPLE = 256  # people of the held-out motion clips (the hard-poses split)
 Q_VALUES = (1, 5, 10, 25)
 
 
@@ -345,22 +344,34 @@ def add_without_landmarks(result: dict, model: Mega, tokenizer: MeshVQVAE, regre
     result["deterministic_without_landmarks"] = {k: float(v.mean()) for k, v in scores.items()}
 
 
-def run_evaluation(model_dir: str | Path, tokenizer_dir: str | Path | None, count: int, out_json: Path | None,
-                   pretrained_dir: str | Path | None = None, steps: int = 5, temperature: float = 1.0) -> dict:
-    from megaviewer.body.assets import BodyAssets
-    from megaviewer.io.atomic import atomic_write_text
-    from megaviewer.model.mega import load_mega
-
-    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
-    model = load_mega(model_dir)
-    uncond = load_mega(pretrained_dir) if pretrained_dir else None
-    regressor = BodyAssets.load(tokenizer.config.body).coco_regressor
-    data = build_eval_set(tokenizer, count, obs=observations_for(model))
+def benchmark(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, *, people: int = BENCHMARK_PEOPLE,
+              engine: bool = True, hard_people: int = HARD_SPLIT_PEOPLE, unconditional_model: Mega | None = None,
+              steps: int = 5, temperature: float = 1.0) -> dict:
+    """The whole evaluation a shipped model records: the network alone on ``people`` benchmark people (with
+    the unconditional model's APD when given), the same people without landmarks for a model that reads them,
+    under ``"engine"`` what the engine returns by default (the app's meshes), and under ``"hard_poses"`` the
+    held-out motion clips (``hard_people``; 0: skip). Recipes and ``megaviewer-train evaluate`` both call it, so a
+    model a user trains is scored exactly as the shipped one."""
+    obs = observations_for(model)
+    data = build_eval_set(tokenizer, people, obs=obs)
     result = evaluate(model, tokenizer, regressor, data, steps=steps, temperature=temperature,
-                      unconditional_model=uncond)
+                      unconditional_model=unconditional_model)
     add_without_landmarks(result, model, tokenizer, regressor, data)
-    result["model"] = str(model_dir)
-    print(format_table(result))
-    if out_json is not None:
-        atomic_write_text(out_json, json.dumps(result, indent=2))
+    if engine:
+        result["engine"] = evaluate(model, tokenizer, regressor, data, steps=steps, temperature=temperature,
+                                    placement="engine")
+    if hard_people:
+        hard = build_eval_set(tokenizer, hard_people, obs=obs, meshes=SyntheticMeshes(prior_kind="hard"))
+        result["hard_poses"] = evaluate(model, tokenizer, regressor, hard, steps=steps, temperature=temperature)
     return result
+
+
+def format_report(result: dict) -> str:
+    """:func:`format_table` of each part of a :func:`benchmark` result, under its own heading."""
+    parts = [("network alone", result), ("as the engine returns it", result.get("engine")),
+             ("hard poses", result.get("hard_poses"))]
+    text = "\n\n".join(f"{title}:\n{format_table(part)}" for title, part in parts if part)
+    if "deterministic_without_landmarks" in result:
+        text += (f"\n\ndeterministic PA-MPJPE without landmarks: "
+                 f"{result['deterministic_without_landmarks']['pa_mpjpe']:.1f}")
+    return text

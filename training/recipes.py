@@ -156,32 +156,35 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-# The shipped models: a long tokenizer run on offsets from the template (sharp hands and feet) and MEGA on
-# the key poses mixed with real motion, reading keypoints and the detector's 3D landmarks, trained on the
-# detector's measured gross 2D errors for as many steps (8,400) as the landmark model it replaces had in all,
-# then a 6,000-step warm restart with landmarks for half the people, and a second one of 6,000 steps with a
-# keypoint lifter answering for the landmarks of the other half, and a third with the same data; last, the
-# tokenizer's decoder is sharpened on the hands and feet with every token id unchanged.
+# The shipped models: a long tokenizer run on offsets from the template (sharp hands and feet), its three coarse
+# levels twice as dense on the hands and feet as an even spread would make them (with the same 54 tokens they put
+# 137 / 46 / 24 vertices there instead of 70 / 21 / 10: fingers and toes get more tokens, the trunk fewer), and MEGA
+# on the key poses mixed with real motion, reading keypoints and the detector's 3D landmarks, trained on the
+# detector's measured gross 2D errors for as many steps (8,400) as the landmark model it replaces had in all, then a
+# 6,000-step warm restart with landmarks for half the people, and a second one of 6,000 steps with a keypoint lifter
+# answering for the landmarks of the other half, and a third with the same data; last, the tokenizer's decoder is
+# sharpened on the hands and feet with every token id unchanged.
 register(Recipe(
     name="default",
-    summary="the shipped default: tokenizer on offsets, key poses + real motion, landmarks, long CPU run",
-    tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0),
+    summary="the shipped default: tokenizer on offsets, dense on the hands and feet, key poses + real motion, "
+            "landmarks, long CPU run",
+    tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0,
+                             extremity_density=2.0),
     mega=MegaStage(landmarks=True, gross_2d_errors=True, train_steps=8_400, train_seconds_per_step=0.36,
                    tail_steps=6_000, lifter_steps=10_000, lifted_steps=6_000, polish_steps=6_000),
     decoder=DecoderStage(steps=24_000),
 ))
 
-# The default with twice the coarse-vertex density on the hands and feet, where the token grid errs most: with the
-# same 54 tokens the three coarse levels put 137 / 46 / 24 vertices there instead of 70 / 21 / 10 (fingers and toes
-# get more tokens, the trunk fewer). Tokenizers trained from scratch both ways for 15,000 steps reconstruct the hands
-# and feet with a 95th percentile 8 % lower (31.3 against 34.1 mm) at a PVE under 1 % higher. On this recipe's own
-# schedule (1,024 held-out meshes of the motion prior, mm), after 100,000 steps: hand/foot vertex p95 17.7 against
-# the default's 18.8, mean 8.3 against 9.0, PVE 5.9 against 6.0; after the decoder fine-tune: p95 16.2 against
-# 16.8, mean 7.7 against 8.2, PVE 5.59 against 5.66 (held-out clips: p95 17.5 against 19.1).
+# The default with the token grid spread evenly over the body: the recipe of resources/baselines/offsets_model, the
+# default before the denser hands and feet. Tokenizers trained from scratch both ways for 15,000 steps reconstruct
+# the hands and feet with a 95th percentile 8 % higher (34.1 against 31.3 mm) at a PVE under 1 % lower. On the full
+# schedule (1,024 held-out meshes of the motion prior, mm), after the decoder fine-tune: hand/foot vertex p95 16.8
+# against the default's 16.2, PVE 5.66 against 5.59; MEGA's benchmark PA-MPJPE 54.1 against 53.1
+# (scripts/compare_models.py measures both side by side).
 register(Recipe(
-    name="dense_extremities",
-    summary="the default recipe with twice the token density on the hands and feet",
-    tokenizer=replace(RECIPES["default"].tokenizer, extremity_density=2.0),
+    name="even_extremities",
+    summary="the default recipe with the tokens spread evenly over the body (the previous default)",
+    tokenizer=replace(RECIPES["default"].tokenizer, extremity_density=1.0),
     mega=RECIPES["default"].mega,
     decoder=RECIPES["default"].decoder,
 ))

@@ -24,7 +24,6 @@ from training.state import restore, snapshot
 
 STAGES: tuple[str, ...] = ("tokenizer", "pretrain", "conditioned", "tail", "lifter", "lifted", "polish", "decoder")
 TOKENIZER_SPLITS: tuple[str, ...] = ("keyposes", "motion", "hard")
-HARD_SPLIT_PEOPLE = 256
 
 
 def stage_dir(runs: Path, stage: str) -> Path:
@@ -122,14 +121,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     from megaviewer.paths import tokenizer_dir as shipped_tokenizer_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.evaluate import (
-        BENCHMARK_PEOPLE,
-        add_without_landmarks,
-        build_eval_set,
-        evaluate,
-        format_table,
-        observations_for,
-    )
+    from training.evaluate import benchmark, format_report
     from training.mega_conditioned import train_conditioned
     from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
 
@@ -203,21 +195,14 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
 
     start = time.perf_counter()
-    regressor = BodyAssets.load().coco_regressor
-    model = load_mega(final)
-    obs = observations_for(model)
-    data = build_eval_set(tokenizer, BENCHMARK_PEOPLE, obs=obs)
-    result = evaluate(model, tokenizer, regressor, data, unconditional_model=load_mega(pre_final))
-    add_without_landmarks(result, model, tokenizer, regressor, data)
-    result["engine"] = evaluate(model, tokenizer, regressor, data, placement="engine")  # what the app shows
-    hard = build_eval_set(tokenizer, HARD_SPLIT_PEOPLE, obs=obs, meshes=SyntheticMeshes(prior_kind="hard"))
-    result["hard_poses"] = evaluate(model, tokenizer, regressor, hard)
+    result = benchmark(load_mega(final), tokenizer, BodyAssets.load().coco_regressor,
+                       unconditional_model=load_mega(pre_final))
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times
     result["train_hours"] = hours
     result["recipe"] = recipe.to_dict()
     result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    print(format_table(result))
+    print(format_report(result))
     atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
     if install:
         install_model(final, default_model_dir(), result)
