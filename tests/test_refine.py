@@ -52,7 +52,7 @@ def _pa_mpjpe(verts, true_verts, regressor):
 
 
 def test_fit_lowers_reprojection_error_and_stays_near_the_network_body(tokenizer, regressor, body_assets):
-    tokens, rotation, cam, keypoints, true_verts = _scene(tokenizer, regressor, body_assets)
+    tokens, rotation, cam, keypoints, true_verts = _scene(tokenizer, regressor, body_assets, seed=1)
     with torch.no_grad():
         start = tokenizer.decode(tokens)
     assert _pa_mpjpe(start, true_verts, regressor) > 30.0  # the guess is visibly wrong
