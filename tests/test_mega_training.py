@@ -264,6 +264,10 @@ def test_cli_pretrain_then_train_builds_and_reuses_the_pool(tmp_path, tiny_token
     build_tokenizer(type(tiny_tokenizer.config)(channels=[8, 8, 8], num_codes=2 * NUM_CODES)).save(other)
     assert main(["evaluate", str(tmp_path / "hmr" / "final"), "--tokenizer", str(other), "--people", "2"]) == 2
     assert "the tokenizer" in capsys.readouterr().err
+    # An output path that cannot be written is refused before the evaluation runs.
+    assert main(["evaluate", str(tmp_path / "hmr" / "final"), "--tokenizer", str(tmp_path / "tok"), "--people", "2",
+                 "--json", str(tmp_path / "no_such_folder" / "eval.json")]) == 2
+    assert "no_such_folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

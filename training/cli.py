@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -187,13 +188,17 @@ def _run_evaluate(args) -> int:
     hard_people = HARD_SPLIT_PEOPLE if args.hard_people is None else args.hard_people
     if people < 1 or hard_people < 0:
         raise ValueError("--people must be at least 1 and --hard-people at least 0")
+    out = Path(args.json) if args.json else None
+    if out is not None and not (out.parent.is_dir() and os.access(out.parent, os.W_OK)):
+        # checked before the minutes of evaluation, not after
+        raise ValueError(f"cannot write {out}: {out.parent} is not a writable folder")
     result = benchmark(model, tokenizer, BodyAssets.load(tokenizer.config.body).coco_regressor, people=people,
                        engine=not args.no_engine, hard_people=hard_people,
                        unconditional_model=load_mega(args.pretrained) if args.pretrained else None)
     result.update(model=str(folder), tokenizer=str(tokenizer_dir))
     print(format_report(result))
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps(result, indent=2))
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2))
     return 0
 
 
