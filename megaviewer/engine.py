@@ -105,6 +105,13 @@ def tokenizer_folder(model_dir: str | Path, tokenizer_path: str | Path | None = 
     return own if (own / "config.json").exists() else tokenizer_dir()
 
 
+def check_tokenizer_fits(model: Mega, tokenizer: MeshVQVAE, what: str = "model") -> None:
+    """Refuse a tokenizer whose token count or codebook size is not the one ``model`` was trained on."""
+    if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
+        raise ValueError(f"{what} expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
+                         f"the tokenizer has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
+
+
 def _in_precision(method: Callable) -> Callable:
     """Run an Engine method inside the engine's precision scope (fp16 autocast when ``half`` is active).
 
@@ -142,9 +149,7 @@ class Engine:
         self.name = name
         self.fit_camera = bool(fit_camera)  # default of recover(fit_camera=None); see the module docstring
         self.refine_config = RefineConfig()  # the fit of the bodies to the keypoints (megaviewer.refine)
-        if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
-            raise ValueError(f"model expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
-                             f"the tokenizer has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
+        check_tokenizer_fits(model, tokenizer)
         on_cuda = self.device.type == "cuda"
         self.half = bool(half) and on_cuda  # see the module docstring: CUDA only, ignored elsewhere
         self.compiled = bool(compile) and on_cuda

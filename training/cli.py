@@ -168,7 +168,7 @@ def _run_evaluate(args) -> int:
     import torch
 
     from megaviewer.body.assets import BodyAssets
-    from megaviewer.engine import tokenizer_folder
+    from megaviewer.engine import check_tokenizer_fits, tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir
@@ -181,9 +181,7 @@ def _run_evaluate(args) -> int:
     model = load_mega(folder)
     tokenizer_dir = tokenizer_folder(folder, args.tokenizer)
     tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
-    if model.config.seq_len != tokenizer.num_tokens or model.config.vocab != tokenizer.config.num_codes:
-        raise ValueError(f"{folder} expects {model.config.seq_len} tokens over {model.config.vocab} codes but "
-                         f"the tokenizer {tokenizer_dir} has {tokenizer.num_tokens} over {tokenizer.config.num_codes}")
+    check_tokenizer_fits(model, tokenizer, what=f"{folder} (tokenizer {tokenizer_dir})")
     people = BENCHMARK_PEOPLE if args.people is None else args.people
     hard_people = HARD_SPLIT_PEOPLE if args.hard_people is None else args.hard_people
     if people < 1 or hard_people < 0:
