@@ -67,7 +67,7 @@ def tokenizer_section(tok: dict | None, closeups: dict | None = None, density: f
     out += ["", f"Recipe (`megaviewer-train recipe default --until tokenizer`): {tok['steps']:,} steps of batch "
                 f"{tok['batch_size']}, learning rate {tok['lr']:g}, channels {tuple(tok['channels'])}, the network "
                 f"reading and writing offsets from the rest template × {tok['residual_scale']:g}"
-                + _density_text(density) + f", on the `{tok['prior']}` prior"
+                + _density_text(density) + _emphasis_text(tok) + f", on the `{tok['prior']}` prior"
                 + (f"; {hours:.1f} hours wall-clock on a 2-core CPU." if hours else ".")]
     if tok.get("decoder"):
         out += ["", _decoder_text(tok)]
@@ -81,6 +81,13 @@ def _density_text(density: float) -> str:
         return ""
     return (f", its coarse levels {density:g} times as dense on the hands and feet as an even spread "
             "(`extremity_density`)")
+
+
+def _emphasis_text(tok: dict) -> str:
+    """What a tokenizer record says beyond the density: its token count and the hands' and feet's loss weight."""
+    text = f", {tok['tokens']} tokens per mesh" if tok.get("tokens", 54) != 54 else ""
+    weight = tok.get("extremity_weight", 1.0)
+    return text + (f", the hand and foot vertices weighing ×{weight:g} in its loss" if weight != 1.0 else "")
 
 
 def _decoder_text(tok: dict) -> str:

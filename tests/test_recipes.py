@@ -38,6 +38,18 @@ def test_even_extremities_recipe_is_the_default_with_an_even_hierarchy():
     assert (even.mega, even.decoder) == (default.mega, default.decoder)
 
 
+def test_sharp_extremities_recipe_changes_only_the_tokenizer_and_reaches_its_training():
+    default, sharp = get_recipe("default"), get_recipe("sharp_extremities")
+    train = sharp.tokenizer.train_config("runs/x")
+    assert train.extremity_weight == 2.0 and default.tokenizer.train_config("runs/x").extremity_weight == 1.0
+    assert train.tokenizer.extremity_density == 3.0
+    assert train.tokenizer.level_sizes[:-1] == default.tokenizer.train_config("runs/x").tokenizer.level_sizes[:-1]
+    assert train.tokenizer.num_tokens == 64
+    assert sharp.tokenizer == replace(default.tokenizer, extremity_density=3.0, extremity_weight=2.0, tokens=64)
+    assert sharp.mega == replace(default.mega, train_seconds_per_step=sharp.mega.train_seconds_per_step)
+    assert sharp.decoder == default.decoder
+
+
 def test_quick_recipe_fits_ninety_minutes_by_its_own_estimate():
     assert get_recipe("quick").estimated_hours() <= 1.5
     assert get_recipe("default").estimated_hours() > get_recipe("quick").estimated_hours()

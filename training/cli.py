@@ -33,6 +33,8 @@ def _tokenizer_parser(sub) -> None:
                    help="learn (mesh - rest template) x this scale instead of absolute coordinates (0: off)")
     p.add_argument("--extremity-density", type=float, default=None,
                    help="give the hands and feet this many times their even share of tokens (default 1)")
+    p.add_argument("--extremity-weight", type=float, default=None,
+                   help="weigh a hand or foot vertex this many times any other in the loss (default 1)")
     p.add_argument("--eval-count", type=int, default=1024, help="held-out meshes evaluated at the end")
 
     e = sub.add_parser("eval-tokenizer", help="evaluate a tokenizer checkpoint on held-out synthetic meshes")

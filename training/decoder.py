@@ -25,7 +25,7 @@ from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.meshes import ChunkedMeshStream, SyntheticMeshes
 from training.loop import LoopConfig, train
 from training.mega_pretrain import check_run_config
-from training.tokenizer import check_body_matches, hands_feet_mask
+from training.tokenizer import check_body_matches, vertex_weights
 from training.tokenizer_bundle import copy_topology
 
 
@@ -46,16 +46,6 @@ class DecoderTrainConfig:
     threads: int = 0
     stop_at: int | None = None
     progress: bool = True
-
-
-def vertex_weights(body, extremity_weight: float) -> torch.Tensor:
-    """(V,) loss weights: ``extremity_weight`` on the hands and feet (:func:`hands_feet_mask`), 1 elsewhere,
-    scaled to mean 1. A body without that region gets uniform weights."""
-    weights = torch.ones(body.num_vertices)
-    mask = hands_feet_mask(body)
-    if mask is not None:
-        weights[mask] = float(extremity_weight)
-    return weights / weights.mean()
 
 
 class DecoderTask:

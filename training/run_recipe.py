@@ -69,6 +69,7 @@ def train_tokenizer_stage(recipe: Recipe, runs: Path, threads: int, state_dir: P
     model = MeshVQVAE.from_pretrained(final)
     result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "prior": cfg.prior,
               "channels": list(model.config.channels), "residual_scale": model.config.residual_scale,
+              "extremity_weight": cfg.extremity_weight, "tokens": model.num_tokens,
               "train_hours": _hours(final), **evaluate_splits(model)}
     atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
     return final, result

@@ -46,6 +46,9 @@ class TokenizerTrainConfig:
     # 0: pose every batch afresh.
     chunk_size: int = 0
     chunk_reuse: int = 4
+    # > 1: a hand or foot vertex weighs this many times any other in the reconstruction loss (vertex_weights), so
+    # the encoder and the codebook, not only the decoder, spend their capacity where the mesh errs most.
+    extremity_weight: float = 1.0
     stop_at: int | None = None  # end this invocation after that many steps (resumable)
     progress: bool = True
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -62,8 +65,10 @@ class TokenizerTask:
     """The :class:`training.loop.TrainTask` of the tokenizer."""
 
     def __init__(self, model: MeshVQVAE, data: SyntheticMeshes, batch_size: int, restart_every: int,
-                 stream: ChunkedMeshStream | None = None):
+                 stream: ChunkedMeshStream | None = None, weights: torch.Tensor | None = None):
+        """``weights``: (V,) per-vertex loss weights of mean 1 (:func:`vertex_weights`); None: all 1."""
         self.model = model
+        self.weights = weights
         self.data = data
         self.batch_size = batch_size
         self.restart_every = restart_every
@@ -79,8 +84,10 @@ class TokenizerTask:
             target = self.data.sample(self.batch_size, generator).vertices
         target = target.to(next(model.parameters()).device)
         out = model(target)
-        recon = (out.vertices - metrics.center(target)).norm(dim=-1).mean()
-        loss = recon + out.commitment_loss
+        error = (out.vertices - metrics.center(target)).norm(dim=-1)
+        recon = error.mean()
+        weighted = recon if self.weights is None else (error * self.weights.to(error.device)).mean()
+        loss = weighted + out.commitment_loss
         return loss, {"pve_mm": recon.item() * 1000, "perplexity": out.perplexity.item()}
 
     def after_step(self, step: int, generator: torch.Generator) -> None:
@@ -185,7 +192,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
     if cfg.chunk_size:
         steps_per_chunk = max(1, cfg.chunk_size * cfg.chunk_reuse // cfg.batch_size)
         stream = ChunkedMeshStream(data, cfg.chunk_size, steps_per_chunk, seed=cfg.seed)
-    final = train(TokenizerTask(model, data, cfg.batch_size, cfg.restart_every, stream), loop)
+    weights = vertex_weights(data.body, cfg.extremity_weight) if cfg.extremity_weight != 1.0 else None
+    final = train(TokenizerTask(model, data, cfg.batch_size, cfg.restart_every, stream, weights), loop)
     if body is not None and final.name == "final" and _is_main_rank():
         save_body_data(final, body)
         _copy_hierarchy(Path(cfg.out_dir), final, model.config.hierarchy_fingerprint)
@@ -225,6 +233,16 @@ def hands_feet_mask(body) -> torch.Tensor | None:
     if roots is None or not hasattr(body, "region_mask"):
         return None
     return body.region_mask(roots)
+
+
+def vertex_weights(body, extremity_weight: float) -> torch.Tensor:
+    """(V,) loss weights: ``extremity_weight`` on the hands and feet (:func:`hands_feet_mask`), 1 elsewhere,
+    scaled to mean 1. A body without that region gets uniform weights."""
+    weights = torch.ones(body.num_vertices)
+    mask = hands_feet_mask(body)
+    if mask is not None:
+        weights[mask] = float(extremity_weight)
+    return weights / weights.mean()
 
 
 @torch.inference_mode()
@@ -293,6 +311,8 @@ def config_from_args(args) -> TokenizerTrainConfig:
         cfg.tokenizer.channels = [int(c) for c in args.channels.split(",")]
     if getattr(args, "extremity_density", None) is not None:
         cfg.tokenizer.extremity_density = args.extremity_density
+    if getattr(args, "extremity_weight", None) is not None:
+        cfg.extremity_weight = args.extremity_weight
     return cfg
 
 
