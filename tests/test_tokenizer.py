@@ -301,3 +301,17 @@ def test_extremity_weight_reweighs_the_reconstruction_loss_only(synthetic_meshes
     assert weights[hands_feet_mask(body)].min() > weights.mean()
     assert heavy.item() == pytest.approx(((error * weights).mean() + out.commitment_loss).item(), rel=1e-5)
     assert heavy.item() != pytest.approx(plain.item(), rel=1e-3)
+
+
+def test_tokenizer_run_refuses_to_continue_with_another_loss(tmp_path, synthetic_meshes):
+    from megaviewer.io.checkpoint import CheckpointError
+    from training.tokenizer import TokenizerTrainConfig, train_tokenizer
+
+    def config(**kw):
+        return TokenizerTrainConfig(out_dir=str(tmp_path / "run"), steps=2, batch_size=2, ckpt_every=1,
+                                    progress=False, tokenizer=TokenizerConfig(channels=[4, 4, 4]), **kw)
+
+    assert train_tokenizer(config(stop_at=1), synthetic_meshes).name == "step-00000001"
+    with pytest.raises(CheckpointError, match="extremity_weight"):
+        train_tokenizer(config(extremity_weight=2.0), synthetic_meshes)
+    assert train_tokenizer(config(), synthetic_meshes).name == "final"

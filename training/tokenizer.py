@@ -192,6 +192,12 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
     if cfg.chunk_size:
         steps_per_chunk = max(1, cfg.chunk_size * cfg.chunk_reuse // cfg.batch_size)
         stream = ChunkedMeshStream(data, cfg.chunk_size, steps_per_chunk, seed=cfg.seed)
+    # the loop's fingerprint covers the model config only: refuse to continue with other data or another loss
+    from training.mega_pretrain import check_run_config
+
+    check_run_config(cfg.out_dir, {"stage": "tokenizer", "prior": cfg.prior, "chunk_size": cfg.chunk_size,
+                                   "chunk_reuse": cfg.chunk_reuse, "extremity_weight": cfg.extremity_weight,
+                                   "restart_every": cfg.restart_every})
     weights = vertex_weights(data.body, cfg.extremity_weight) if cfg.extremity_weight != 1.0 else None
     final = train(TokenizerTask(model, data, cfg.batch_size, cfg.restart_every, stream, weights), loop)
     if body is not None and final.name == "final" and _is_main_rank():
