@@ -30,7 +30,7 @@ class TokenizerStage:
     residual_scale: float  # 0: absolute coordinates; > 0: offsets from the rest template x this
     extremity_density: float = 1.0  # > 1: more tokens on the hands and feet (TokenizerConfig.extremity_density)
     extremity_weight: float = 1.0  # > 1: the hands and feet weigh more in the loss (TokenizerTrainConfig)
-    tokens: int = 54  # tokens per mesh: the size of the hierarchy's coarsest level
+    tokens: int = TokenizerConfig().num_tokens  # tokens per mesh: the size of the hierarchy's coarsest level
     prior: str = "motion"  # training.data.priors.PRIOR_KINDS
     warmup_steps: int = 200
     ckpt_every: int = 1000

@@ -28,6 +28,7 @@ from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
 from training.data.bodies import BodySpec
 from training.data.meshes import ChunkedMeshStream, SyntheticMeshes
 from training.loop import LoopConfig, train
+from training.mega_pretrain import check_run_config
 
 
 @dataclass
@@ -193,8 +194,6 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
         steps_per_chunk = max(1, cfg.chunk_size * cfg.chunk_reuse // cfg.batch_size)
         stream = ChunkedMeshStream(data, cfg.chunk_size, steps_per_chunk, seed=cfg.seed)
     # the loop's fingerprint covers the model config only: refuse to continue with other data or another loss
-    from training.mega_pretrain import check_run_config
-
     check_run_config(cfg.out_dir, {"stage": "tokenizer", "prior": cfg.prior, "chunk_size": cfg.chunk_size,
                                    "chunk_reuse": cfg.chunk_reuse, "extremity_weight": cfg.extremity_weight,
                                    "restart_every": cfg.restart_every})
