@@ -358,7 +358,7 @@ def _mega_config(args, cls):
 
 
 def _report_final(final: Path) -> None:
-    from training.mega_pretrain import env_rank
+    from training.distributed import env_rank
 
     if env_rank() == 0:
         what = "final checkpoint" if final.name == "final" else "checkpoint (stopped early; rerun to continue)"

@@ -23,8 +23,7 @@ from torch import nn
 from megaviewer.geometry import metrics
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.meshes import ChunkedMeshStream, SyntheticMeshes
-from training.loop import LoopConfig, train
-from training.mega_pretrain import check_run_config
+from training.loop import LoopConfig, check_run_config, train
 from training.tokenizer import check_body_matches, vertex_weights
 from training.tokenizer_bundle import copy_topology
 

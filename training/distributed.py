@@ -43,6 +43,12 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from exc
 
 
+def env_rank() -> int:
+    """This process's rank from torchrun's ``RANK`` (0 when run alone): readable before, or without, a process
+    group, e.g. to let only rank 0 write a file."""
+    return _env_int("RANK", 0)
+
+
 def init_distributed() -> DistInfo:
     """Read torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` and join the process group when world size > 1.
 

@@ -19,8 +19,8 @@ from megaviewer.model.lifter import KeypointLifter, LifterConfig, hip_centred
 from megaviewer.model.mega import Mega
 from training.data.observations import ObservationConfig, synthesize
 from training.data.pool import MeshPool
-from training.loop import LoopConfig, train
-from training.mega_pretrain import DEFAULT_POOL, check_run_config
+from training.loop import LoopConfig, check_run_config, train
+from training.mega_pretrain import DEFAULT_POOL
 
 
 @dataclass

@@ -44,10 +44,11 @@ from megaviewer.io.checkpoint import (
     save_checkpoint,
     save_tensors,
 )
-from training.distributed import DistInfo, barrier, cleanup_distributed, init_distributed
+from training.distributed import DistInfo, barrier, cleanup_distributed, env_rank, init_distributed
 from training.optim import SCHEDULES, load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors, set_lr
 
 OPTIMIZER_NAME = "optimizer.safetensors"
+RUN_CONFIG_NAME = "run_config.json"
 EXTRA_STATE_NAME = "extra_state.safetensors"
 TRAINER_STATE_NAME = "trainer_state.json"
 LAST_NAME = "last.json"
@@ -178,6 +179,29 @@ def find_last_checkpoint(out_dir: str | Path) -> Path | None:
         raise CheckpointError(f"{pointer} points at {folder}, which does not exist; "
                               "restore it or delete the pointer to start over")
     return folder
+
+
+def check_run_config(out_dir: str | Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume ``out_dir`` with different data/loss settings; record them on a fresh run.
+
+    Why: the loop's fingerprint covers the model config only (``final/config.json`` must stay a plain model
+    config), so a resume with another pool, prior, masking schedule or loss weight would otherwise continue
+    silently. Every stage (tokenizer, decoder fine-tune, lifter, MEGA) passes the settings it depends on.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / RUN_CONFIG_NAME
+    current = json.loads(json.dumps(settings, default=str))
+    if path.exists() and find_last_checkpoint(out_dir) is not None:
+        saved = json.loads(path.read_text())
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if changed:
+            diff = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:8])
+            raise CheckpointError(f"cannot resume {out_dir}: it was trained with other settings ({diff}). "
+                                  "Use a new --out folder, or restore the original settings.")
+        return
+    if env_rank() == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True))
 
 
 def _normalised(config: LoopConfig) -> dict[str, Any]:

@@ -31,15 +31,14 @@ from megaviewer.model.lifter import load_lifter
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.observations import ObservationBatch, ObservationConfig, synthesize
 from training.data.pool import MeshPool
+from training.distributed import env_rank
 from training.lifter import lifter_conditioning
-from training.loop import train
+from training.loop import check_run_config, train
 from training.mega_losses import LossWeights, code_neighbour_targets, hmr_losses, lifting_loss
 from training.mega_pretrain import (
     PretrainConfig,
     build_mega,
-    check_run_config,
     check_tokenizer_body,
-    env_rank,
     finish,
     load_tokenizer,
     model_device,

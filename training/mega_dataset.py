@@ -38,15 +38,14 @@ from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.bodies import BodySpec
 from training.data.body_targets import TargetMaker, mirror_permutation
 from training.data.dataset import AugmentConfig, DatasetReader, ReaderConfig, draw_augmentation
+from training.distributed import env_rank
 from training.evaluate import EvalSet
-from training.loop import train
+from training.loop import check_run_config, train
 from training.mega_conditioned import ConditionedConfig, load_pretrained
 from training.mega_losses import hmr_losses
 from training.mega_pretrain import (
     build_mega,
-    check_run_config,
     check_tokenizer_body,
-    env_rank,
     finish,
     load_tokenizer,
     model_device,

@@ -21,7 +21,6 @@ keeps a copy of its tokenizer in ``final/tokenizer/`` (:mod:`training.tokenizer_
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,20 +29,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from megaviewer.io.atomic import atomic_write_text
-from megaviewer.io.checkpoint import CheckpointError
 from megaviewer.masking import SCHEDULES as MASKINGS
 from megaviewer.masking import sample_visible_mask
 from megaviewer.model import Mega, get_preset
 from megaviewer.tokenizer.model import MeshVQVAE
 from training.data.bodies import BodySpec
 from training.data.pool import MeshPool
-from training.loop import LoopConfig, find_last_checkpoint, train
+from training.distributed import env_rank
+from training.loop import LoopConfig, check_run_config, train
 from training.mega_losses import masked_token_loss
 
 DEFAULT_POOL_SIZE = 100_000
 DEFAULT_POOL = "runs/pool.safetensors"
-RUN_CONFIG_NAME = "run_config.json"
 POOL_WAIT_S = 4 * 3600.0
 
 
@@ -123,10 +120,6 @@ def build_mega(preset: str, tokenizer: MeshVQVAE, kinds: tuple[str, ...] | None 
     return Mega(config)
 
 
-def env_rank() -> int:
-    return int(os.environ.get("RANK", "0") or 0)
-
-
 def default_pool_path(body: str = "anny") -> str:
     """Where a run caches its pool by default: one file per body, so an SMPL run never meets an Anny pool."""
     return DEFAULT_POOL if body == "anny" else str(Path(DEFAULT_POOL).with_name(f"pool_{body}.safetensors"))
@@ -197,28 +190,6 @@ def prepare_pool(path: str | Path, tokenizer: MeshVQVAE, size: int | None = None
         raise ValueError(f"{path} has {pool.tokens.shape[1]} tokens per mesh, the tokenizer "
                          f"{tokenizer.num_tokens}")
     return pool
-
-
-def check_run_config(out_dir: str | Path, settings: dict[str, Any]) -> None:
-    """Refuse to resume ``out_dir`` with different data/masking settings; record them on a fresh run.
-
-    Why: the loop's fingerprint covers the model config only (``final/config.json`` must stay a plain
-    ``MegaConfig``), so a resume with another masking schedule or pool would otherwise continue silently.
-    """
-    out_dir = Path(out_dir)
-    path = out_dir / RUN_CONFIG_NAME
-    current = json.loads(json.dumps(settings, default=str))
-    if path.exists() and find_last_checkpoint(out_dir) is not None:
-        saved = json.loads(path.read_text())
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        if changed:
-            diff = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:8])
-            raise CheckpointError(f"cannot resume {out_dir}: it was trained with other settings ({diff}). "
-                                  "Use a new --out folder, or restore the original settings.")
-        return
-    if env_rank() == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True))
 
 
 def model_device(model: nn.Module) -> torch.device:

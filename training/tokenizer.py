@@ -27,8 +27,8 @@ from megaviewer.geometry import metrics
 from megaviewer.tokenizer.model import MeshVQVAE, TokenizerConfig
 from training.data.bodies import BodySpec
 from training.data.meshes import ChunkedMeshStream, SyntheticMeshes
-from training.loop import LoopConfig, train
-from training.mega_pretrain import check_run_config
+from training.distributed import env_rank
+from training.loop import LoopConfig, check_run_config, train
 
 
 @dataclass
@@ -199,16 +199,10 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
                                    "restart_every": cfg.restart_every})
     weights = vertex_weights(data.body, cfg.extremity_weight) if cfg.extremity_weight != 1.0 else None
     final = train(TokenizerTask(model, data, cfg.batch_size, cfg.restart_every, stream, weights), loop)
-    if body is not None and final.name == "final" and _is_main_rank():
+    if body is not None and final.name == "final" and env_rank() == 0:
         save_body_data(final, body)
         _copy_hierarchy(Path(cfg.out_dir), final, model.config.hierarchy_fingerprint)
     return final
-
-
-def _is_main_rank() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def _copy_hierarchy(run_dir: Path, final: Path, fingerprint: str) -> None:
