@@ -32,6 +32,7 @@ MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
           "offsets_model@before_decoder": ("resources/baselines/offsets_model"
                                            "@resources/baselines/no_lifter_model/tokenizer"),
           "offsets_model": "resources/baselines/offsets_model",
+          "dense_model": "resources/baselines/dense_model",
           "default": "resources/default"}
 WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
         "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
@@ -44,11 +45,14 @@ WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key
                         "warm restart with it (decoded through the fine-tuned decoder of offsets_model)",
         "offsets_model@before_decoder": "the same, then a third 6,000-step warm restart; decoded through the "
                                         "tokenizer before its decoder fine-tune",
-        "offsets_model": "the whole `even_extremities` recipe (the previous default): the same, decoded through "
+        "offsets_model": "the whole `even_extremities` recipe: the same, decoded through "
                          "the tokenizer whose decoder was fine-tuned with the hand and foot vertices weighted x8 "
                          "(token ids unchanged)",
-        "default": "the whole `default` recipe: the same, with the tokenizer's coarse levels twice as dense on the "
-                   "hands and feet"}
+        "dense_model": "the whole `dense_extremities` recipe (the previous default): the same, with the tokenizer's "
+                       "coarse levels twice as dense on the hands and feet",
+        "default": "the whole `default` recipe: the same, with 64 tokens instead of 54, the coarse levels three times "
+                   "as dense on the hands and feet, and the hand and foot vertices weighing twice as much in the "
+                   "tokenizer's loss"}
 TOKENIZER_MESHES = 1024
 
 

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from megaviewer.cli import main as cli_main
 
+    sys.path.insert(0, str(REPO))
+    from benchmarks.figures import compact_png_file
+
     with tempfile.TemporaryDirectory(prefix="megaviewer_overlay_") as tmp:
         photos, results = Path(tmp) / "photos", Path(tmp) / "results"
         photos.mkdir()
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 target = args.out / f"infer_{view}_{name}{suffix}.png"
                 shutil.copyfile(made, target)
+                compact_png_file(target)
                 print(f"wrote {target}")
     return 0
 

@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     from megaviewer.gui.app import application, apply_theme, create_window
     from megaviewer.paths import shown_path
 
+    sys.path.insert(0, str(REPO))
+    from benchmarks.figures import compact_png_file
+
     app = application()
     apply_theme(app)
     engine = load_engine(args.tiny, args.tokenizer)
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     def save(name: str) -> None:
         path = args.out / f"app_{name}.png"
         window.grab().save(str(path))
+        compact_png_file(path)
         written[name] = shown_path(path)
         print(f"wrote {path}")
 

@@ -78,12 +78,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "resources" / "figures" / "tokenizer_hands_feet.png")
     args = parser.parse_args()
 
-    import cv2
     import torch
 
+    from benchmarks.figures import write_compact_png
     from megaviewer.body.assets import BodyAssets
     from megaviewer.geometry import metrics
-    from megaviewer.io.atomic import atomic_write_bytes, atomic_write_text
+    from megaviewer.io.atomic import atomic_write_text
     from megaviewer.paths import shown_path
     from megaviewer.render.offscreen import display_mesh
     from megaviewer.tokenizer.model import MeshVQVAE
@@ -128,8 +128,7 @@ def main() -> None:
                 report["tiles"].append({"person": p + 1, "region": name, "tokenizer": key, "mean_mm": region_err})
             rows.append(np.concatenate(tiles, axis=1))
     sheet = np.concatenate(rows, axis=0)
-    ok, png = cv2.imencode(".png", sheet)
-    atomic_write_bytes(args.out, png.tobytes())
+    write_compact_png(args.out, sheet[..., ::-1])
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "tiles"}, indent=2))
 

@@ -158,3 +158,26 @@ def test_routes_report_pairs_every_choice(tmp_path) -> None:
     assert "tokenizer_decode" in routes.format_table(report)
     path = bench.save_report(report, tmp_path / "routes.json")
     assert json.loads(path.read_text())["schema"] == routes.SCHEMA
+
+
+def test_compact_figure_png_keeps_the_picture_in_fewer_bytes(tmp_path):
+    """README figures are stored as palette PNGs: smaller than the full-colour PNG, the same picture to the eye."""
+    import cv2
+    from PIL import Image
+
+    from benchmarks.figures import compact_png_file
+
+    y, x = np.mgrid[0:240, 0:320]
+    grain = np.random.default_rng(0).integers(-3, 4, (240, 320, 3))  # shading and photo noise, as renders have
+    rgb = np.clip(np.stack([x * 255 // 319, y * 255 // 239, (x + y) * 255 // 558], axis=-1) + grain, 0, 255)
+    rgb = np.ascontiguousarray(rgb.astype(np.uint8))
+    cv2.circle(rgb, (160, 120), 60, (250, 40, 40), -1)
+    path = tmp_path / "figure.png"
+    Image.fromarray(rgb).save(path)
+    full = path.stat().st_size
+    compact_png_file(path)
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        back = np.asarray(image.convert("RGB")).astype(int)
+    assert path.stat().st_size < full
+    assert np.abs(back - rgb).mean() < 4.0 and (back[120, 160] == [250, 40, 40]).all()

@@ -30,24 +30,43 @@ def test_recipes_build_their_stage_configs():
         get_recipe("nope")
 
 
-def test_even_extremities_recipe_is_the_default_with_an_even_hierarchy():
-    default, even = get_recipe("default"), get_recipe("even_extremities")
-    assert default.tokenizer.train_config("runs/x").tokenizer.extremity_density == 2.0
+def test_previous_defaults_differ_from_the_default_in_the_tokenizer_only():
+    default, dense, even = (get_recipe(n) for n in ("default", "dense_extremities", "even_extremities"))
+    assert even.tokenizer == replace(dense.tokenizer, extremity_density=1.0)
+    assert (even.mega, even.decoder) == (dense.mega, dense.decoder)
+    assert dense.tokenizer.train_config("runs/x").tokenizer.extremity_density == 2.0
     assert even.tokenizer.train_config("runs/x").tokenizer.extremity_density == 1.0
-    assert even.tokenizer == replace(default.tokenizer, extremity_density=1.0)
-    assert (even.mega, even.decoder) == (default.mega, default.decoder)
+    assert dense.tokenizer.train_config("runs/x").tokenizer.num_tokens == 54
+    assert dense.tokenizer == replace(default.tokenizer, extremity_density=2.0, extremity_weight=1.0, tokens=54,
+                                      seconds_per_step=dense.tokenizer.seconds_per_step)
+    timings = ("pretrain_seconds_per_step", "train_seconds_per_step", "lifter_seconds_per_step")
+    assert dense.mega == replace(default.mega, **{t: getattr(dense.mega, t) for t in timings})
+    assert dense.decoder == default.decoder
 
 
-def test_sharp_extremities_recipe_changes_only_the_tokenizer_and_reaches_its_training():
-    default, sharp = get_recipe("default"), get_recipe("sharp_extremities")
-    train = sharp.tokenizer.train_config("runs/x")
-    assert train.extremity_weight == 2.0 and default.tokenizer.train_config("runs/x").extremity_weight == 1.0
+def test_default_tokenizer_spends_more_on_the_hands_and_feet_and_reaches_its_training():
+    default = get_recipe("default")
+    train = default.tokenizer.train_config("runs/x")
+    assert train.extremity_weight == 2.0 and get_recipe("dense_extremities").tokenizer.extremity_weight == 1.0
     assert train.tokenizer.extremity_density == 3.0
-    assert train.tokenizer.level_sizes[:-1] == default.tokenizer.train_config("runs/x").tokenizer.level_sizes[:-1]
+    quick = get_recipe("quick").tokenizer.train_config("runs/x")
+    assert train.tokenizer.level_sizes[:-1] == quick.tokenizer.level_sizes[:-1]
     assert train.tokenizer.num_tokens == 64
-    assert sharp.tokenizer == replace(default.tokenizer, extremity_density=3.0, extremity_weight=2.0, tokens=64)
-    assert sharp.mega == replace(default.mega, train_seconds_per_step=sharp.mega.train_seconds_per_step)
-    assert sharp.decoder == default.decoder
+
+
+def test_tokenizer_command_with_the_recipes_flags_builds_the_recipes_config():
+    """README's single-stage command reproduces the default recipe's tokenizer stage."""
+    from training.tokenizer import config_from_args
+
+    t = get_recipe("default").tokenizer
+    args = build_parser().parse_args(["tokenizer", "--out", "runs/x", "--steps", str(t.steps), "--batch-size",
+                                      str(t.batch_size), "--lr", str(t.lr), "--channels", "16,32,64",
+                                      "--residual-scale", "5", "--extremity-density", "3", "--extremity-weight",
+                                      "2", "--tokens", "64", "--prior", "motion", "--chunk-size", "4096"])
+    from_cli, from_recipe = config_from_args(args), t.train_config("runs/x")
+    assert from_cli.tokenizer == from_recipe.tokenizer
+    assert (from_cli.extremity_weight, from_cli.prior, from_cli.chunk_size, from_cli.steps) == (
+        from_recipe.extremity_weight, from_recipe.prior, from_recipe.chunk_size, from_recipe.steps)
 
 
 def test_quick_recipe_fits_ninety_minutes_by_its_own_estimate():

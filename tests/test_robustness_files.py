@@ -342,6 +342,27 @@ def test_good_checkpoints_load_and_a_mismatched_pair_is_named(tmp_path, checkpoi
         Engine.from_pretrained(tmp_path / "vocab256", "cpu", checkpoints["tokenizer"])
 
 
+def test_half_precision_weights_load_as_the_model_the_evaluation_scored(tmp_path, checkpoints):
+    """The shipped default is stored as float16: it loads as float32, equal to the float32 model rounded the way
+    the recipe's evaluation rounds it (training.run_recipe.as_shipped), and the engine runs it."""
+    from safetensors.torch import load_file
+
+    from training.run_recipe import as_shipped, install_model
+
+    install_model(checkpoints["mega"], tmp_path / "shipped", {"deterministic": {"pa_mpjpe": 1.0}}, half=True)
+    stored = load_file(str(tmp_path / "shipped" / "model.safetensors"))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert json.loads((tmp_path / "shipped" / "metrics.json").read_text())["deterministic"]["pa_mpjpe"] == 1.0
+    full = load_mega(checkpoints["mega"]).state_dict()
+    shipped = load_mega(tmp_path / "shipped").state_dict()
+    rounded = as_shipped(load_mega(checkpoints["mega"])).state_dict()
+    assert all(v.dtype != torch.float16 for v in shipped.values())
+    assert all(torch.equal(shipped[k], rounded[k]) for k in full)
+    assert any(not torch.equal(shipped[k], full[k]) for k in full)  # the rounding happened
+    engine = Engine.from_pretrained(tmp_path / "shipped", "cpu", checkpoints["tokenizer"])
+    assert engine.recover(np.zeros((17, 3), np.float32), return_trace=False).num_samples == 1
+
+
 # -------------------------------------------------------------------------------------- atomic writes
 @pytest.fixture(scope="module")
 def mesh(body_assets):

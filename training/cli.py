@@ -35,6 +35,9 @@ def _tokenizer_parser(sub) -> None:
                    help="give the hands and feet this many times their even share of tokens (default 1)")
     p.add_argument("--extremity-weight", type=float, default=None,
                    help="weigh a hand or foot vertex this many times any other in the loss (default 1)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="tokens per mesh, the coarsest level's size (default 54, as the original; bodies other "
+                        "than Anny get sizes from their vertex count)")
     p.add_argument("--eval-count", type=int, default=1024, help="held-out meshes evaluated at the end")
 
     e = sub.add_parser("eval-tokenizer", help="evaluate a tokenizer checkpoint on held-out synthetic meshes")

@@ -161,53 +161,55 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-# The shipped models: a long tokenizer run on offsets from the template (sharp hands and feet), its three coarse
-# levels twice as dense on the hands and feet as an even spread would make them (with the same 54 tokens they put
-# 137 / 46 / 24 vertices there instead of 70 / 21 / 10: fingers and toes get more tokens, the trunk fewer), and MEGA
-# on the key poses mixed with real motion, reading keypoints and the detector's 3D landmarks, trained on the
-# detector's measured gross 2D errors for as many steps (8,400) as the landmark model it replaces had in all, then a
-# 6,000-step warm restart with landmarks for half the people, and a second one of 6,000 steps with a keypoint lifter
-# answering for the landmarks of the other half, and a third with the same data; last, the tokenizer's decoder is
-# sharpened on the hands and feet with every token id unchanged.
+# The shipped models: a long tokenizer run on offsets from the template (sharp hands and feet) that spends its tokens
+# where the error was: its three coarse levels three times as dense on the hands and feet as an even spread would
+# make them, 64 tokens instead of 54, and the hand and foot vertices weighing twice as much in its loss (the encoder
+# and the codebook learn to spend their bits there, not only the decoder); then MEGA on the key poses mixed with real
+# motion, reading keypoints and the detector's 3D landmarks, trained on the detector's measured gross 2D errors for
+# 8,400 steps, a 6,000-step warm restart with landmarks for half the people, a second one of 6,000 steps with a
+# keypoint lifter answering for the landmarks of the other half, and a third with the same data; last, the
+# tokenizer's decoder is sharpened on the hands and feet with every token id unchanged. The per-step figures are
+# this recipe's own run on 2 torch threads.
+# How the tokenizer was chosen: 12,000-step probes (batch 16, density 3, motion prior, 1,024 held-out key-pose
+# meshes, mm): hand/foot vertex p95 36.7 with 54 tokens and weight 1, 30.8 with weight 2 (PVE 10.7 against 11.2),
+# 33.7 with weight 4 (PVE 12.4: too much), 32.6 with 64 tokens (PVE 10.6, PA-MPJPE 8.4 against 8.9). A decoder made
+# wider (32, 64, 128) on the previous tokens did not lower the p95 (16.3 against 16.2): the tokens, not the decoder,
+# were what limited the fingers and toes.
 register(Recipe(
     name="default",
-    summary="the shipped default: tokenizer on offsets, dense on the hands and feet, key poses + real motion, "
-            "landmarks, long CPU run",
+    summary="the shipped default: tokenizer on offsets, 64 tokens three times as dense on the hands and feet, key "
+            "poses + real motion, landmarks, long CPU run",
     tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0,
-                             extremity_density=2.0),
-    mega=MegaStage(landmarks=True, gross_2d_errors=True, train_steps=8_400, train_seconds_per_step=0.36,
-                   tail_steps=6_000, lifter_steps=10_000, lifted_steps=6_000, polish_steps=6_000),
+                             extremity_density=3.0, extremity_weight=2.0, tokens=64, seconds_per_step=0.097),
+    mega=MegaStage(landmarks=True, gross_2d_errors=True, train_steps=8_400, tail_steps=6_000, lifter_steps=10_000,
+                   lifted_steps=6_000, polish_steps=6_000, pretrain_seconds_per_step=0.18,
+                   train_seconds_per_step=0.25, lifter_seconds_per_step=0.035),
     decoder=DecoderStage(steps=24_000),
 ))
 
-# The default with the token grid spread evenly over the body: the recipe of resources/baselines/offsets_model, the
-# default before the denser hands and feet. Tokenizers trained from scratch both ways for 15,000 steps reconstruct
-# the hands and feet with a 95th percentile 8 % higher (34.1 against 31.3 mm) at a PVE under 1 % lower. On the full
-# schedule (1,024 held-out meshes of the motion prior, mm), after the decoder fine-tune: hand/foot vertex p95 16.8
-# against the default's 16.2, PVE 5.66 against 5.59; MEGA's benchmark PA-MPJPE 54.1 against 53.1
-# (scripts/compare_models.py measures both side by side).
+# The previous default (resources/baselines/dense_model): 54 tokens, the coarse levels twice as dense on the hands
+# and feet, an unweighted loss; the same MEGA stages and decoder fine-tune. Tokenizers trained from scratch with
+# density 2 and with an even spread for 15,000 steps: hand/foot p95 31.3 against 34.1 mm at a PVE under 1 % higher.
 register(Recipe(
-    name="even_extremities",
-    summary="the default recipe with the tokens spread evenly over the body (the previous default)",
-    tokenizer=replace(RECIPES["default"].tokenizer, extremity_density=1.0),
-    mega=RECIPES["default"].mega,
+    name="dense_extremities",
+    summary="the previous default: 54 tokens, twice as dense on the hands and feet",
+    tokenizer=replace(RECIPES["default"].tokenizer, extremity_density=2.0, extremity_weight=1.0,
+                      tokens=TokenizerConfig().num_tokens, seconds_per_step=0.105),
+    mega=replace(RECIPES["default"].mega, pretrain_seconds_per_step=0.28, train_seconds_per_step=0.36,
+                 lifter_seconds_per_step=0.036),
     decoder=RECIPES["default"].decoder,
 ))
 
-# The default with a tokenizer that spends more on the hands and feet: its coarse levels three times as dense there
-# as an even spread, 64 tokens instead of 54, and the hand and foot vertices weighing twice as much in its loss
-# (the encoder and the codebook learn to spend their bits there, not only the decoder). 12,000-step tokenizer probes
-# (batch 16, density 3, motion prior, 1,024 held-out key-pose meshes, mm): hand/foot vertex p95 36.7 with 54 tokens
-# and weight 1, 30.8 with weight 2 (PVE 10.7 against 11.2), 33.7 with weight 4 (PVE 12.4: too much), 32.6 with 64
-# tokens (PVE 10.6, PA-MPJPE 8.4 against 8.9). A decoder made wider (32, 64, 128) on the shipped tokens did not
-# lower the p95 (16.3 against 16.2): the tokens, not the decoder, are what limits the fingers and toes.
+# The previous default with the token grid spread evenly over the body: the recipe of
+# resources/baselines/offsets_model. On the full schedule (1,024 held-out meshes of the motion prior, mm), after the
+# decoder fine-tune: hand/foot vertex p95 16.8 against dense_extremities' 16.2, PVE 5.66 against 5.59; MEGA's
+# benchmark PA-MPJPE 54.1 against 53.1 (scripts/compare_models.py measures them side by side).
 register(Recipe(
-    name="sharp_extremities",
-    summary="the default recipe with the tokenizer three times as dense on the hands and feet, 64 tokens, and the "
-            "hands and feet weighing twice as much in its loss",
-    tokenizer=replace(RECIPES["default"].tokenizer, extremity_density=3.0, extremity_weight=2.0, tokens=64),
-    mega=replace(RECIPES["default"].mega, train_seconds_per_step=0.40),
-    decoder=RECIPES["default"].decoder,
+    name="even_extremities",
+    summary="the dense_extremities recipe with the tokens spread evenly over the body",
+    tokenizer=replace(RECIPES["dense_extremities"].tokenizer, extremity_density=1.0),
+    mega=RECIPES["dense_extremities"].mega,
+    decoder=RECIPES["dense_extremities"].decoder,
 ))
 
 # At most 90 minutes on a 2-core CPU, for people who want a model fast.

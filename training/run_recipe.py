@@ -196,7 +196,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
 
     start = time.perf_counter()
-    result = benchmark(load_mega(final), tokenizer, BodyAssets.load().coco_regressor,
+    result = benchmark(as_shipped(load_mega(final)), tokenizer, BodyAssets.load().coco_regressor,
                        unconditional_model=load_mega(pre_final))
     times["evaluation_min"] = (time.perf_counter() - start) / 60
     result["stage_minutes"] = times
@@ -206,7 +206,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     print(format_report(result))
     atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
     if install:
-        install_model(final, default_model_dir(), result)
+        install_model(final, default_model_dir(), result, half=True)
         install_model(pre_final, resources_dir() / "pretrained")
         if tokenizer_metrics:
             install_model(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
@@ -257,14 +257,27 @@ def train_lifter_stage(m: MegaStage, runs: Path, pool, threads: int, state: Path
                                           threads=threads, progress=progress), pool=pool)
 
 
-def install_model(src: Path, dest: Path, metrics: dict | None = None) -> None:
+def install_model(src: Path, dest: Path, metrics: dict | None = None, half: bool = False) -> None:
     """Copy a checkpoint folder's weights and config (and write ``metrics``) into a shipped folder, each file
-    replaced atomically."""
+    replaced atomically; ``half`` stores the floating weights as float16 (:func:`megaviewer.io.checkpoint.to_half`)."""
     from megaviewer.io.atomic import atomic_path
+    from megaviewer.io.checkpoint import load_tensors, save_tensors, to_half
 
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("model.safetensors", "config.json"):
+        if half and name == "model.safetensors":
+            save_tensors(dest / name, to_half(load_tensors(src / name)))
+            continue
         with atomic_path(dest / name) as tmp:
             shutil.copy2(src / name, tmp)
     if metrics is not None:
         atomic_write_text(dest / "metrics.json", json.dumps(metrics, indent=2))
+
+
+def as_shipped(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its weights rounded as the shipped default stores them (``install_model(..., half=True)``),
+    so the evaluation scores the very numbers users load."""
+    from megaviewer.io.checkpoint import to_half
+
+    model.load_state_dict(to_half(model.state_dict()))
+    return model

@@ -312,6 +312,8 @@ def config_from_args(args) -> TokenizerTrainConfig:
         cfg.tokenizer.extremity_density = args.extremity_density
     if getattr(args, "extremity_weight", None) is not None:
         cfg.extremity_weight = args.extremity_weight
+    if getattr(args, "tokens", None) is not None:
+        cfg.tokenizer.level_sizes = [*cfg.tokenizer.level_sizes[:-1], args.tokens]
     return cfg
 
 

@@ -66,8 +66,16 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
+def to_half(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating tensors as float16, others unchanged: how the shipped default's weights are stored, which halves
+    the bytes every clone of the repository carries for each release of them. :func:`load_tensors` reads them back
+    as float32, so a model loaded from them computes exactly as one whose float32 weights were rounded this way."""
+    return {name: value.half() if value.is_floating_point() else value for name, value in tensors.items()}
+
+
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; refuse pickles and name corrupt files."""
+    """Read a safetensors file; refuse pickles and name corrupt files. Half-precision floating tensors (shipped
+    weights, :func:`to_half`) come back as float32, the precision every model here computes in."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -76,9 +84,11 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     _refuse_pickle(path)
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from exc
+    return {name: value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+            for name, value in tensors.items()}
 
 
 def save_checkpoint(folder: str | Path, module_or_tensors: nn.Module | dict[str, torch.Tensor],
