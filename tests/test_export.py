@@ -70,7 +70,7 @@ def test_npz_holds_the_documented_schema(tmp_path):
     assert data["camera_fit_num_keypoints"].shape == (q,) and data["camera_fit_num_keypoints"].dtype == np.int32
     for key in ("error_before", "error_after", "rotation_change_deg"):
         assert data[f"camera_fit_{key}"].shape == (q,) and data[f"camera_fit_{key}"].dtype == np.float32
-    assert data["refined_latents"].shape == (q, 54, 9) and data["refined"].shape == (q,)
+    assert data["refined_latents"].shape == (q, res.tokens.shape[1], 9) and data["refined"].shape == (q,)
 
     unfitted = engine.recover(np.zeros((17, 3), np.float32), mode="stochastic", num_samples=3, return_trace=False,
                               crop=CropBox((100.0, 120.0), 150.0, (320, 240)), fit_camera=False)

@@ -110,14 +110,15 @@ def test_result_meshes_decode_fig3_tokens_lazily_and_cache():
 def test_body_scene_token_regions(body_assets):
     from megaviewer.tokenizer.model import MeshVQVAE
 
-    centres = MeshVQVAE.from_pretrained().token_vertices
+    tokenizer = MeshVQVAE.from_pretrained()
+    centres, n = tokenizer.token_vertices, tokenizer.num_tokens
     scene = BodyScene(body_assets, centres)
-    assert len(centres) == N and scene.vertex_token.shape == (V,)
-    assert set(np.unique(scene.vertex_token)) == set(range(N))  # every token owns a region
-    assert (scene.vertex_token[centres] == np.arange(N)).all()  # a centre belongs to its own token
-    visible = np.zeros(N, bool)
+    assert len(centres) == n and scene.vertex_token.shape == (V,)
+    assert set(np.unique(scene.vertex_token)) == set(range(n))  # every token owns a region
+    assert (scene.vertex_token[centres] == np.arange(n)).all()  # a centre belongs to its own token
+    visible = np.zeros(n, bool)
     visible[:10] = True
-    revealed = np.zeros(N, bool)
+    revealed = np.zeros(n, bool)
     revealed[5:10] = True
     rgb = scene.token_colours(visible, revealed)
     assert rgb.shape == (body_assets.num_display_vertices, 3) and len(np.unique(rgb, axis=0)) == 3
