@@ -38,41 +38,65 @@ class Variant:
     changes: dict = field(default_factory=dict)  # MegaStage fields -> values
     tokenizer: str | None = None  # repository-relative folders; None: the run's (``--tokenizer``)
     pretrained: str | None = None  # None: the run's (``--pretrained``)
+    # pre-train its own model for this many steps first, as the baseline recipe pre-trains (same pool, preset,
+    # batch, learning rate; cached under the runs folder): its minutes are not counted, like the given one's
+    pretrain_steps: int | None = None
 
     @property
     def stage(self) -> MegaStage:
         return replace(get_recipe("baseline").mega, **self.changes)
 
 
+# The short schedule most variants build on: learning rate 3e-3 over 1,800 steps, three quarters of the batches
+# fully masked, the 2D loss on 4 rows of each batch.
+FULL75 = {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75", "reprojection_rows": 4}
+LANDMARKS = {**FULL75, "landmarks": True}
+
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("baseline", "baseline recipe: lr 1e-3, 5,400 steps, half full-mask batches, 2D loss on 16 rows"),
     Variant("lr3e-3", "lr 3e-3, 1,800 steps", {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100}),
     Variant("full75_rows4", "lr 3e-3, 1,800 steps, three quarters of the batches fully masked, 2D loss on 4 rows",
-            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4}),
+            FULL75),
     Variant("full75_rows4_soft", "as full75_rows4, a third of each token target on neighbouring codes",
-            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4, "code_smoothing": 0.3}),
+            {**FULL75, "code_smoothing": 0.3}),
     Variant("global_full75_rows4", "as full75_rows4, with the whole-skeleton keypoint token (cpu_fast_global)",
-            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4, "preset": "cpu_fast_global"}),
+            {**FULL75, "preset": "cpu_fast_global"}),
     Variant("global_lift", "as global_full75_rows4, plus the auxiliary 3D-joint read-out loss (weight 5)",
-            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4, "preset": "cpu_fast_lift", "lifting": 5.0}),
+            {**FULL75, "preset": "cpu_fast_lift", "lifting": 5.0}),
     Variant("lifter_full75_rows4",
             "a keypoint lifter (2,000 steps, its minutes counted) whose 3D joints the model reads as landmarks, then "
             "lr 3e-3, 1,500 steps, three quarters of the batches fully masked, 2D loss on 4 rows",
-            {"train_steps": 1_500, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4, "landmarks": True, "lifter_steps": 2_000}),
+            {**LANDMARKS, "train_steps": 1_500, "lifter_steps": 2_000}),
     Variant("b32_full75_rows4", "as full75_rows4 with batches of 32: twice the updates for the same observations",
-            {"train_steps": 3_600, "batch_size": 32, "lr": 2e-3, "warmup_steps": 200, "masking": "cosine_full75",
-             "reprojection_rows": 4}),
+            {**FULL75, "train_steps": 3_600, "batch_size": 32, "lr": 2e-3, "warmup_steps": 200}),
     Variant("offsets_full75_rows4", "as full75_rows4, from the offsets tokenizer (100,000 steps, even token grid) "
             "and its pre-trained model (key poses + real motion): the even_extremities recipe's tokenizer and "
-            "pre-training",
-            {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75",
-             "reprojection_rows": 4}, tokenizer="resources/baselines/offsets_model/tokenizer",
+            "pre-training", FULL75, tokenizer="resources/baselines/offsets_model/tokenizer",
             pretrained="resources/baselines/offsets_model/pretrained"),
+    Variant("full75_rows4_lr6e-3", "as full75_rows4 at learning rate 6e-3 (warm-up 200 steps)",
+            {**FULL75, "lr": 6e-3, "warmup_steps": 200}),
+    Variant("full75_rows4_fresh5", "as full75_rows4, the tensors pre-training lacks (conditioners, rotation and "
+            "camera head) at five times the learning rate", {**FULL75, "fresh_lr_scale": 5.0}),
+    Variant("full75_rows4_fresh10", "as full75_rows4_fresh5, at ten times the learning rate",
+            {**FULL75, "fresh_lr_scale": 10.0}),
+    Variant("full75_rows4_pretrain6k_fresh5", "as full75_rows4_fresh5, from a model pre-trained 6,000 steps instead "
+            "of 1,500 (the baseline recipe's pre-training, longer; its minutes not counted)",
+            {**FULL75, "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
+    Variant("landmarks_full75_rows4", "as full75_rows4, reading the detector's 3D landmarks besides the keypoints "
+            "(present for 80 % of the training people, as the shipped recipe trains them); scored with them, as the "
+            "benchmark scores a model that reads them, and without them beside", LANDMARKS),
+    Variant("landmarks_lr6e-3", "as landmarks_full75_rows4 at learning rate 6e-3 (warm-up 200 steps)",
+            {**LANDMARKS, "lr": 6e-3, "warmup_steps": 200}),
+    Variant("landmarks_fresh5", "as landmarks_full75_rows4, the tensors pre-training lacks at five times the "
+            "learning rate", {**LANDMARKS, "fresh_lr_scale": 5.0}),
+    Variant("landmarks_fresh10", "as landmarks_fresh5, at ten times the learning rate",
+            {**LANDMARKS, "fresh_lr_scale": 10.0}),
+    Variant("landmarks_pretrain6k_fresh5", "as landmarks_fresh5, from the model pre-trained 6,000 steps",
+            {**LANDMARKS, "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
+    Variant("landmarks_pretrain6k_fresh10", "as landmarks_fresh10, from the model pre-trained 6,000 steps",
+            {**LANDMARKS, "fresh_lr_scale": 10.0}, pretrain_steps=6_000),
+    Variant("landmarks_pretrain6k_fresh10_1500", "as landmarks_pretrain6k_fresh10, the schedule laid out over 1,500 "
+            "steps", {**LANDMARKS, "fresh_lr_scale": 10.0, "train_steps": 1_500}, pretrain_steps=6_000),
 )}
 
 
@@ -82,6 +106,7 @@ class CurvePoint:
     train_minutes: float
     pa_mpjpe: float
     mpjpe: float
+    pa_mpjpe_without_landmarks: float | None = None  # a landmark model on the same people given keypoints only
 
 
 def deterministic_pa_mpjpe(model_dir: Path, tokenizer, regressor, data) -> tuple[float, float]:
@@ -105,10 +130,22 @@ def minutes_to_target(curve: list[CurvePoint], target: float) -> float | None:
     return None
 
 
+def landmark_settings(stage, lifter: Path | None) -> dict:
+    """The conditioned run's settings for a variant that reads landmarks: from the lifter for every person
+    (the benchmark's keypoints only), or from the simulated detector as the shipped recipe trains them."""
+    from training.evaluate import landmark_observations, training_observations
+
+    if lifter:
+        return {"kinds": ("keypoints", "landmarks"), "observation": landmark_observations(0.0), "lifter": str(lifter)}
+    if stage.landmarks:
+        return {"kinds": ("keypoints", "landmarks"),
+                "observation": training_observations(True, stage.gross_2d_errors)}
+    return {}
+
+
 def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regressor, data, eval_every: int,
                 threads: int, max_minutes: float, target: float, progress: bool = False,
                 tokenizer_dir: Path | None = None) -> dict:
-    from training.evaluate import landmark_observations
     from training.loop import training_record
     from training.mega_conditioned import ConditionedConfig, train_conditioned
     from training.mega_losses import LossWeights
@@ -116,10 +153,14 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
 
     out = runs / variant.name
     stage = variant.stage
+    reads_detector_landmarks = stage.landmarks and not stage.lifter_steps  # a lifter answers for them otherwise
+    if reads_detector_landmarks and data.landmarks is None:
+        raise ValueError(f"{variant.name} reads landmarks: its benchmark people need them (build_eval_set obs)")
     lifter, lifter_minutes = None, 0.0
     if stage.lifter_steps:  # its training time counts: the model cannot start before it
         lifter = train_lifter_stage(stage, out, pool, threads, None, progress=progress)
         lifter_minutes = training_record(lifter)[1] / 60
+    keypoints_only = data.without_landmarks() if data.landmarks is not None else data
     curve: list[CurvePoint] = []
     stop = 0
     while stop < stage.train_steps:
@@ -128,20 +169,25 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
                                 steps=stage.train_steps,
                                 batch_size=stage.batch_size, lr=stage.lr, warmup_steps=stage.warmup_steps,
                                 masking=stage.masking, reprojection_rows=stage.reprojection_rows, init=str(init),
+                                fresh_lr_scale=stage.fresh_lr_scale,
                                 pool="unused", ckpt_every=eval_every, threads=threads, progress=progress,
                                 stop_at=stop,
                                 weights=LossWeights(code_smoothing=stage.code_smoothing, lifting=stage.lifting),
-                                # every person's landmarks come from the lifter: the benchmark gives keypoints only
-                                **({"kinds": ("keypoints", "landmarks"), "observation": landmark_observations(0.0),
-                                    "lifter": str(lifter)} if lifter else {}))
+                                **landmark_settings(stage, lifter))
         folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
         step, seconds = training_record(folder)
-        pa, mpjpe = deterministic_pa_mpjpe(folder, tokenizer, regressor, data)
-        curve.append(CurvePoint(step, lifter_minutes + seconds / 60, pa, mpjpe))
-        print(f"{variant.name}: step {step}, {seconds / 60:.1f} min, PA-MPJPE {pa:.1f} mm", flush=True)
+        if reads_detector_landmarks:
+            pa, mpjpe = deterministic_pa_mpjpe(folder, tokenizer, regressor, data)
+            without = deterministic_pa_mpjpe(folder, tokenizer, regressor, keypoints_only)[0]
+        else:
+            (pa, mpjpe), without = deterministic_pa_mpjpe(folder, tokenizer, regressor, keypoints_only), None
+        curve.append(CurvePoint(step, lifter_minutes + seconds / 60, pa, mpjpe, without))
+        print(f"{variant.name}: step {step}, {seconds / 60:.1f} min, PA-MPJPE {pa:.1f} mm"
+              + (f" ({without:.1f} without landmarks)" if without is not None else ""), flush=True)
         if seconds / 60 > max_minutes or pa <= target:
             break
     return {"variant": {"name": variant.name, "label": variant.label, "stage": asdict(stage)},
+            "reads_detector_landmarks": reads_detector_landmarks,
             "tokenizer": str(tokenizer_dir), "pretrained": str(init), "eval_every": eval_every,
             **({"lifter_minutes": lifter_minutes} if lifter else {}),
             "curve": [asdict(p) for p in curve],
@@ -156,8 +202,8 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
     from megaviewer.paths import resources_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.evaluate import build_eval_set
-    from training.mega_pretrain import prepare_pool
+    from training.evaluate import build_eval_set, landmark_observations
+    from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
 
     if threads:
         torch.set_num_threads(threads)
@@ -171,20 +217,34 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
     def tokenizer_folder(variant: Variant) -> Path:
         return repo / variant.tokenizer if variant.tokenizer else default_tokenizer
 
+    def tag(folder: Path) -> str:
+        where, root = folder.resolve(), repo.resolve()
+        return "_".join(where.relative_to(root).parts) if where.is_relative_to(root) else where.name
+
     def tokenizer_and_pool(folder: Path):
         """Each tokenizer once, with its pool of the baseline's meshes, cached on disk under the folder's name
         (tokenizers of one hierarchy give pools that load alike but hold other tokens)."""
         if folder not in loaded:
             tokenizer = MeshVQVAE.from_pretrained(folder)
-            where, root = folder.resolve(), repo.resolve()
-            tag = "_".join(where.relative_to(root).parts) if where.is_relative_to(root) else where.name
-            pool = prepare_pool(runs / f"pool-{tag}.safetensors", tokenizer, stage.pool_size, 0,
+            pool = prepare_pool(runs / f"pool-{tag(folder)}.safetensors", tokenizer, stage.pool_size, 0,
                                 meshes=SyntheticMeshes(prior_kind=stage.pool_prior))
             loaded[folder] = tokenizer, pool
         return loaded[folder]
 
+    def pretrained_folder(variant: Variant, folder: Path, tokenizer, pool) -> Path:
+        if variant.pretrain_steps:
+            out = runs / f"pretrain-{tag(folder)}-{variant.pretrain_steps}"
+            return pretrain(PretrainConfig(out_dir=str(out), preset=stage.preset, steps=variant.pretrain_steps,
+                                           batch_size=stage.batch_size, lr=stage.lr, warmup_steps=stage.warmup_steps,
+                                           ckpt_every=stage.ckpt_every, threads=threads, progress=False),
+                            tokenizer=tokenizer, pool=pool)
+        return repo / variant.pretrained if variant.pretrained else default_pretrained
+
     # the benchmark's people (their meshes and observations do not depend on the tokenizer that builds the set)
-    data = build_eval_set(tokenizer_and_pool(tokenizer_folder(VARIANTS[names[0]]))[0], people)
+    # and the detector's 3D landmarks for each, drawn after everything else (variants that do not read them get the
+    # same keypoints without them)
+    data = build_eval_set(tokenizer_and_pool(tokenizer_folder(VARIANTS[names[0]]))[0], people,
+                          obs=landmark_observations(1.0))
     report = json.loads(out_json.read_text()) if out_json.exists() else {"variants": {}}
     report.update({"schema": SCHEMA, "command": "python scripts/bench_training.py", "target_pa_mpjpe": target,
                    "eval_people": people, "eval_every": eval_every, "torch_threads": torch.get_num_threads(),
@@ -196,14 +256,26 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
         variant = VARIANTS[name]
         folder = tokenizer_folder(variant)
         tokenizer, pool = tokenizer_and_pool(folder)
-        init = repo / variant.pretrained if variant.pretrained else default_pretrained
+        init = pretrained_folder(variant, folder, tokenizer, pool)
         result = run_variant(variant, runs, init, tokenizer, pool, regressor, data, eval_every, threads,
                              max_minutes, target, tokenizer_dir=folder)
         report["variants"][name] = result
         atomic_write_text(out_json, json.dumps(report, indent=2))
-    base = report["variants"].get("baseline", {}).get("minutes_to_target")
-    for result in report["variants"].values():
-        mine = result.get("minutes_to_target")
-        result["speedup_vs_baseline"] = base / mine if base and mine else None
+    add_speedups(report["variants"])
     atomic_write_text(out_json, json.dumps(report, indent=2))
     return report
+
+
+def add_speedups(variants: dict[str, dict]) -> None:
+    """Each variant's speed-up over the baseline: to the target (``speedup_vs_baseline``), and to the accuracy
+    the variant itself ended at (``speedup_at_own_final_accuracy``: the baseline's minutes to reach that PA-MPJPE
+    over the variant's minutes for its whole run), which says what a variant that stops short of the target buys."""
+    baseline = variants.get("baseline")
+    base_curve = [CurvePoint(**p) for p in baseline["curve"]] if baseline else []
+    base = baseline.get("minutes_to_target") if baseline else None
+    for result in variants.values():
+        mine = result.get("minutes_to_target")
+        result["speedup_vs_baseline"] = base / mine if base and mine else None
+        last = CurvePoint(**result["curve"][-1])
+        reach = minutes_to_target(base_curve, last.pa_mpjpe) if base_curve else None
+        result["speedup_at_own_final_accuracy"] = reach / last.train_minutes if reach else None

@@ -181,3 +181,22 @@ def test_compact_figure_png_keeps_the_picture_in_fewer_bytes(tmp_path):
         back = np.asarray(image.convert("RGB")).astype(int)
     assert path.stat().st_size < full
     assert np.abs(back - rgb).mean() < 4.0 and (back[120, 160] == [250, 40, 40]).all()
+
+
+def test_training_speed_variants_read_the_inputs_they_name(tmp_path) -> None:
+    """The time-to-accuracy benchmark trains a landmark variant on the simulated detector's 3D landmarks (for
+    80 % of the people, as the shipped recipe), a lifter variant on the lifter's joints for everyone, and the
+    keypoint variants on keypoints alone; minutes to the target interpolate between evaluations."""
+    from benchmarks.training_speed import VARIANTS, CurvePoint, landmark_settings, minutes_to_target
+    from training.evaluate import TRAINING_LANDMARK_PROB
+
+    assert landmark_settings(VARIANTS["full75_rows4"].stage, None) == {}
+    own = landmark_settings(VARIANTS["landmarks_full75_rows4"].stage, None)
+    assert own["kinds"] == ("keypoints", "landmarks") and "lifter" not in own
+    assert own["observation"].landmarks is not None
+    assert own["observation"].landmark_prob == TRAINING_LANDMARK_PROB
+    lifted = landmark_settings(VARIANTS["lifter_full75_rows4"].stage, tmp_path)
+    assert lifted["lifter"] == str(tmp_path) and lifted["observation"].landmark_prob == 0.0
+    curve = [CurvePoint(300, 2.0, 90.0, 150.0), CurvePoint(600, 4.0, 70.0, 120.0)]
+    assert minutes_to_target(curve, 80.0) == pytest.approx(3.0)
+    assert minutes_to_target(curve, 60.0) is None

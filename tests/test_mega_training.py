@@ -219,6 +219,28 @@ def test_train_conditioned_starts_from_init_and_refuses_changed_settings(tmp_pat
         train_conditioned(changed, tokenizer=tiny_tokenizer, pool=tiny_pool)
 
 
+def test_fresh_lr_scale_trains_only_the_new_tensors_faster(tmp_path, tiny_tokenizer, tiny_pool):
+    """``fresh_lr_scale`` multiplies the learning rate of the tensors the init checkpoint lacks: at a vanishing
+    base rate the transformer stays the pre-trained one while the new conditioner and head move."""
+    torch.manual_seed(1)
+    pre = build_mega("test_tiny", tiny_tokenizer, kinds=())
+    save_mega(tmp_path / "pre", pre)
+    common = dict(preset="test_tiny", steps=2, batch_size=4, lr=1e-12, warmup_steps=0, ckpt_every=2, log_every=1,
+                  progress=False, init=str(tmp_path / "pre"))
+    plain = load_checkpoint_tensors(train_conditioned(ConditionedConfig(out_dir=str(tmp_path / "plain"), **common),
+                                                      tokenizer=tiny_tokenizer, pool=tiny_pool))
+    final = train_conditioned(ConditionedConfig(out_dir=str(tmp_path / "scaled"), fresh_lr_scale=1e10, **common),
+                              tokenizer=tiny_tokenizer, pool=tiny_pool)
+    scaled = load_checkpoint_tensors(final)
+    for name in ("encoder.0.mlp.fc1.weight", "decoder.0.attn.proj.weight", "token_emb.weight"):
+        assert torch.allclose(scaled[name], pre.state_dict()[name], atol=1e-6), name
+    assert not torch.allclose(scaled["rotcam.cam.weight"], plain["rotcam.cam.weight"], atol=1e-4)
+    state = json.loads((tmp_path / "scaled" / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())
+    scales = state["loop_config"]["lr_scale"]
+    assert scales and set(scales.values()) == {1e10}
+    assert all(name.startswith(("conditioning.", "rotcam.")) for name in scales)
+
+
 def test_pretrain_full_masking_and_stop_at(tmp_path, tiny_tokenizer, tiny_pool):
     cfg = PretrainConfig(out_dir=str(tmp_path / "pre"), preset="test_tiny", steps=4, batch_size=4, lr=1e-3,
                          warmup_steps=0, ckpt_every=2, log_every=1, progress=False, masking="full", stop_at=2)
@@ -238,7 +260,8 @@ def test_cli_pretrain_then_train_builds_and_reuses_the_pool(tmp_path, tiny_token
     assert main(["pretrain", "--out", str(tmp_path / "pre"), "--pool-size", "16", *common]) == 0
     assert pool.exists() and len(MeshPool.load(pool)) == 16
     assert main(["train", "--out", str(tmp_path / "hmr"), "--init", str(tmp_path / "pre" / "final"),
-                 "--masking", "linear", *common]) == 0
+                 "--masking", "linear", "--fresh-lr-scale", "5", *common]) == 0
+    assert json.loads((tmp_path / "hmr" / "run_config.json").read_text())["fresh_lr_scale"] == 5.0
     printed = capsys.readouterr().out
     assert f"final checkpoint: {tmp_path / 'hmr' / 'final'}" in printed
     assert load_mega(tmp_path / "hmr" / "final").rotcam is not None

@@ -30,3 +30,22 @@ def test_user_documentation_tells_no_history() -> None:
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         found = [line for line in path.read_text().splitlines() if HISTORY.search(line)]
         assert not found, f"{path.name}: {found[:3]}"
+
+
+def test_time_to_accuracy_target_keeps_landmark_recipes_apart() -> None:
+    """A recipe that also reads the detector's 3D landmarks answers from other inputs: its speed-up gets a row of
+    its own and never meets the keypoint-only target for the keypoint recipes."""
+    module = _update_readme()
+
+    def variant(speedup, landmarks):
+        return {"speedup_vs_baseline": speedup, "reads_detector_landmarks": landmarks,
+                "variant": {"label": "x"}, "curve": [{"steps": 1, "train_minutes": 1.0, "pa_mpjpe": 70.0}]}
+
+    report = {"variants": {"base": variant(1.0, False), "fast": variant(1.5, False), "lm": variant(4.0, True)}}
+    rows = module.targets_section(None, None, None, report).splitlines()
+    alone = next(r for r in rows if "(keypoints alone)" in r)
+    both = next(r for r in rows if "3D landmarks)" in r)
+    assert "1.50×" in alone and alone.endswith("**no** |")
+    assert "4.00×" in both and both.endswith("yes |")
+    del report["variants"]["lm"]
+    assert "3D landmarks)" not in module.targets_section(None, None, None, report)

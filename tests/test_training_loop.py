@@ -101,6 +101,39 @@ def test_resume_after_stop_and_crash_matches_uninterrupted_run(tmp_path):
     _assert_same_weights(reference, load_checkpoint_tensors(out / "final"))
 
 
+def test_lr_scale_multiplies_the_named_parameters_rate_and_resumes_exactly(tmp_path):
+    """``LoopConfig.lr_scale`` (the fresh conditioners of a warm-started MEGA): the named parameters follow the
+    schedule times their factor, the others the schedule; a run with scaled parameters resumes bit-identically;
+    a name the model lacks or a factor that is not positive is refused."""
+    from training.optim import make_optimizer, set_lr
+
+    task = TinyTask()
+    scaled = {"3.weight": 5.0, "3.bias": 5.0}
+    cfg = _cfg(tmp_path / "ref", lr_scale=scaled)
+    optimizer = make_optimizer(task.model, cfg)
+    set_lr(optimizer, 0.02)
+    names = {id(p): n for n, p in task.model.named_parameters()}
+    rate = {names[id(p)]: g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert rate == pytest.approx({"0.weight": 0.02, "0.bias": 0.02, "3.weight": 0.1, "3.bias": 0.1})
+    decayed = make_optimizer(task.model, _cfg(tmp_path, lr_scale=scaled, weight_decay=0.01))
+    assert [(g["lr_scale"], g["weight_decay"]) for g in decayed.param_groups] == [(1.0, 0.01), (1.0, 0.0),
+                                                                                   (5.0, 0.01), (5.0, 0.0)]
+    plain = make_optimizer(TinyTask().model, _cfg(tmp_path / "plain"))
+    assert [len(g["params"]) for g in plain.param_groups] == [2, 2]  # unscaled runs keep their two groups
+
+    reference = load_checkpoint_tensors(train(TinyTask(), cfg))
+    different = load_checkpoint_tensors(train(TinyTask(), _cfg(tmp_path / "unscaled")))
+    assert not torch.equal(reference["3.weight"], different["3.weight"])
+    out = tmp_path / "stopped"
+    train(TinyTask(), _cfg(out, stop_at=30, lr_scale=scaled))
+    train(TinyTask(init_seed=7), _cfg(out, lr_scale=scaled))
+    _assert_same_weights(reference, load_checkpoint_tensors(out / "final"))
+    with pytest.raises(ValueError, match="names no parameter"):
+        make_optimizer(TinyTask().model, _cfg(tmp_path, lr_scale={"9.weight": 2.0}))
+    with pytest.raises(ValueError, match="must be > 0"):
+        _cfg(tmp_path, lr_scale={"3.weight": 0.0})
+
+
 def test_resume_with_changed_task_config_is_refused(tmp_path):
     train(TinyTask(hidden=8), _cfg(tmp_path, total=20, stop_at=10))
     with pytest.raises(CheckpointError, match=r"different task config.*hidden: 8 -> 16"):

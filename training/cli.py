@@ -266,6 +266,9 @@ def _mega_parsers(sub) -> None:
     _dataset_options(t)
     t.add_argument("--reprojection-rows", type=int, default=None,
                    help="score the 2D loss on this many samples per batch (default: all, as the original)")
+    t.add_argument("--fresh-lr-scale", type=float, default=1.0,
+                   help="learning rate of the tensors the --init checkpoint lacks (conditioners, rotation/camera "
+                        "head) as a multiple of --lr (default 1; 5 learned faster in scripts/bench_training.py)")
     t.add_argument("--geometry-weight", type=float, default=0.0,
                    help="weight of the soft-decoded mesh loss (ours; default 0 = off)")
     t.add_argument("--code-smoothing", type=float, default=0.0,
@@ -354,6 +357,8 @@ def _mega_config(args, cls):
         values["reprojection_rows"] = args.reprojection_rows
         values["weights"] = LossWeights(geometry=args.geometry_weight, code_smoothing=args.code_smoothing)
         values["lifter"] = args.lifter
+        if "fresh_lr_scale" in names:
+            values["fresh_lr_scale"] = args.fresh_lr_scale
         if args.data is None:
             values["observation"] = training_observations("landmarks" in (values["kinds"] or ()),
                                                           args.gross_2d_errors, args.landmark_prob)

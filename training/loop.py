@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,6 +86,9 @@ class LoopConfig:
     progress: bool = True
     stop_at: int | None = None
     find_unused_parameters: bool = False
+    # learning-rate multipliers by parameter name (e.g. the freshly initialised conditioners of a model warm-started
+    # from a pre-trained one); the rest train at the schedule's rate
+    lr_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.out_dir = str(self.out_dir)
@@ -101,6 +104,9 @@ class LoopConfig:
             raise ValueError(f"LoopConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
         if self.stop_at is not None and self.stop_at < 1:
             raise ValueError(f"LoopConfig.stop_at must be >= 1 or None, got {self.stop_at}")
+        bad = {name: scale for name, scale in self.lr_scale.items() if not scale > 0}
+        if bad:
+            raise ValueError(f"LoopConfig.lr_scale factors must be > 0, got {bad}")
 
 
 class TrainTask(Protocol):
@@ -301,7 +307,9 @@ def _resume(task: TrainTask, model: nn.Module, optimizer: torch.optim.Optimizer,
             raise CheckpointError(f"{folder} lacks {EXTRA_STATE_NAME}, yet the task defines load_extra_state")
         loader(load_tensors(extra_path))
     if info.is_main:
-        saved_cfg, now_cfg = state.get("loop_config", {}), _normalised(cfg)
+        # a setting that a checkpoint predates was at its default then
+        defaults = _normalised(LoopConfig(out_dir="", total_steps=1, batch_size=1))
+        saved_cfg, now_cfg = {**defaults, **state.get("loop_config", {})}, _normalised(cfg)
         changed = {k for k in set(saved_cfg) | set(now_cfg) if k not in _COSMETIC
                    and saved_cfg.get(k) != now_cfg.get(k)}
         if changed:

@@ -16,7 +16,7 @@ non-strict load. Ablations: ``masking="linear"``/``"full"`` and ``init=None`` ("
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ class ConditionedConfig(PretrainConfig):
     # A trained keypoint lifter's folder (megaviewer-train lifter): frozen inside the model, it answers for the
     # landmarks of people who have none (a landmark model only).
     lifter: str | None = None
+    # Learning rate of the tensors the init checkpoint lacks (the conditioners, the rotation/camera head), as a
+    # multiple of the schedule's: they start from scratch while the transformer is already trained.
+    fresh_lr_scale: float = 1.0
 
 
 @dataclass
@@ -216,7 +219,8 @@ def run_settings(cfg: ConditionedConfig, pool: MeshPool) -> dict[str, Any]:
             "init": str(Path(cfg.init).resolve()) if cfg.init else None,
             "observation": asdict(cfg.observation), "weights": asdict(cfg.weights),
             "reprojection_rows": cfg.reprojection_rows,
-            **({"lifter": str(Path(cfg.lifter).resolve())} if cfg.lifter else {})}
+            **({"lifter": str(Path(cfg.lifter).resolve())} if cfg.lifter else {}),
+            **({"fresh_lr_scale": cfg.fresh_lr_scale} if cfg.fresh_lr_scale != 1.0 else {})}
 
 
 def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None,
@@ -239,13 +243,17 @@ def train_conditioned(cfg: ConditionedConfig, tokenizer: MeshVQVAE | None = None
     torch.manual_seed(cfg.seed)
     lifter = load_lifter(cfg.lifter) if cfg.lifter else None
     model = build_mega(cfg.preset, tokenizer, kinds=cfg.kinds, conditioning=lifter_conditioning(lifter))
+    loop = cfg.loop_config()
     if cfg.init:
         report = load_pretrained(model, cfg.init)
         if env_rank() == 0:
             print(f"megaviewer-train: initialised {len(report.loaded)} tensors from {cfg.init}; "
                   f"{len(report.fresh)} new", flush=True)
+        if cfg.fresh_lr_scale != 1.0:
+            trained = {name for name, param in model.named_parameters() if param.requires_grad}
+            loop = replace(loop, lr_scale={name: cfg.fresh_lr_scale for name in report.fresh if name in trained})
     if lifter is not None:
         model.conditioning.lifter.load_state_dict(lifter.state_dict())
     task = ConditionedTask(model, pool, tokenizer, regressor, cfg.batch_size, cfg.masking, cfg.observation,
                            cfg.weights, cfg.reprojection_rows)
-    return finish(train(task, cfg.loop_config()), tokenizer)
+    return finish(train(task, loop), tokenizer)

@@ -23,26 +23,34 @@ SCHEDULES = ("cosine", "constant")
 
 
 def make_optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only.
+    """AdamW with weight decay on matrices only, and the learning rate of the parameters that
+    ``cfg.lr_scale`` names multiplied by their factor.
 
     Why: decaying biases, norm gains and 1-d embeddings-of-scale pulls them towards zero for no benefit; the
-    usual split is "ndim >= 2 decays, the rest does not". The group order (decay, then no-decay) and the
-    parameter order inside each group follow ``model.named_parameters()``, so parameter indices in a saved
-    optimizer state are stable for a given model.
+    usual split is "ndim >= 2 decays, the rest does not". The group order (decay, then no-decay; then the same
+    for each scaled factor, in increasing order) and the parameter order inside each group follow
+    ``model.named_parameters()``, so parameter indices in a saved optimizer state are stable for a given model
+    and config (a run without scaled parameters has the two groups it always had).
     """
-    decay, no_decay = [], []
-    for _, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (decay if param.ndim >= 2 else no_decay).append(param)
+    unknown = set(cfg.lr_scale) - {name for name, _ in model.named_parameters()}
+    if unknown:
+        raise ValueError(f"LoopConfig.lr_scale names no parameter of the model: {sorted(unknown)[:4]}")
+    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            buckets.setdefault((float(cfg.lr_scale.get(name, 1.0)), param.ndim >= 2), []).append(param)
     groups: list[dict[str, Any]] = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": cfg.weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    for scale in sorted({s for s, _ in buckets}, key=lambda s: (s != 1.0, s)):
+        for decays in (True, False):
+            params = buckets.get((scale, decays))
+            if params:
+                groups.append({"params": params, "weight_decay": cfg.weight_decay if decays else 0.0,
+                               "lr_scale": scale})
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=tuple(cfg.betas))
+    optimizer = torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=tuple(cfg.betas))
+    set_lr(optimizer, lr_at(0, cfg))
+    return optimizer
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
@@ -65,8 +73,9 @@ def lr_at(step: int, cfg: LoopConfig) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's ``lr`` for every group, times the group's ``lr_scale`` (:func:`make_optimizer`)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -83,6 +83,7 @@ class MegaStage:
     reprojection_rows: int | None = 16
     code_smoothing: float = 0.0  # training.mega_losses.code_neighbour_targets
     lifting: float = 0.0  # weight of training.mega_losses.lifting_loss (presets with a keypoint read-out)
+    fresh_lr_scale: float = 1.0  # learning rate of the tensors pre-training lacks (ConditionedConfig.fresh_lr_scale)
     landmarks: bool = False  # also condition on the detector's 3D landmarks (simulated: training.data.landmark_noise)
     gross_2d_errors: bool = False  # keypoint outliers as the real detector makes them (observations.GROSS_2D_ERRORS)
     # A warm restart after the conditioned stage (0 steps: none), from its final weights at ``tail_lr`` with

@@ -236,7 +236,7 @@ def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage
         lr = m.lifted_lr if stage == "lifted" else m.polish_lr
         settings.update(lr=lr, warmup_steps=m.tail_warmup_steps, lifter=str(lifter))
     return ConditionedConfig(out_dir=str(stage_dir(runs, stage)), steps=steps, init=str(init), masking=m.masking,
-                             reprojection_rows=m.reprojection_rows,
+                             reprojection_rows=m.reprojection_rows, fresh_lr_scale=m.fresh_lr_scale,
                              weights=LossWeights(code_smoothing=m.code_smoothing, lifting=m.lifting),
                              kinds=("keypoints", "landmarks") if m.landmarks else None, observation=observation,
                              **settings)
