@@ -79,8 +79,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "camera head) at five times the learning rate", {**FULL75, "fresh_lr_scale": 5.0}),
     Variant("full75_rows4_fresh10", "as full75_rows4_fresh5, at ten times the learning rate",
             {**FULL75, "fresh_lr_scale": 10.0}),
-    Variant("full75_rows4_pretrain6k_fresh5", "as full75_rows4_fresh5, from a model pre-trained 6,000 steps instead "
-            "of 1,500 (the baseline recipe's pre-training, longer; its minutes not counted)",
+    Variant("full75_rows4_pretrain6k", "as full75_rows4, from a model pre-trained 6,000 steps instead of 1,500 (the "
+            "baseline recipe's pre-training, longer; its minutes not counted)", FULL75, pretrain_steps=6_000),
+    Variant("full75_rows4_pretrain6k_fresh5", "as full75_rows4_fresh5, from the model pre-trained 6,000 steps",
             {**FULL75, "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
     Variant("landmarks_full75_rows4", "as full75_rows4, reading the detector's 3D landmarks besides the keypoints "
             "(present for 80 % of the training people, as the shipped recipe trains them); scored with them, as the "
@@ -91,6 +92,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "learning rate", {**LANDMARKS, "fresh_lr_scale": 5.0}),
     Variant("landmarks_fresh10", "as landmarks_fresh5, at ten times the learning rate",
             {**LANDMARKS, "fresh_lr_scale": 10.0}),
+    Variant("landmarks_pretrain6k", "as landmarks_full75_rows4, from the model pre-trained 6,000 steps", LANDMARKS,
+            pretrain_steps=6_000),
     Variant("landmarks_pretrain6k_fresh5", "as landmarks_fresh5, from the model pre-trained 6,000 steps",
             {**LANDMARKS, "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
     Variant("landmarks_pretrain6k_fresh10", "as landmarks_fresh10, from the model pre-trained 6,000 steps",
