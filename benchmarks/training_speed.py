@@ -9,7 +9,13 @@ that tokenizer, so what it measures is what a better tokenizer and pre-training 
 hours those took are not counted in its minutes (they are trained once, for every later conditioned run).
 Training time is the loop's own wall-clock record (``train_seconds`` of each checkpoint), so evaluation time is
 not counted. A variant is a full schedule (its learning-rate decay is laid out over its ``steps``), run to the end
-or stopped at ``max_minutes``.
+or stopped at ``max_minutes``. A variant may also pre-train its own model first (``pretrain_steps``, the baseline
+recipe's pre-training run longer; not counted either).
+
+A variant that reads the detector's 3D landmarks trains on them as the shipped recipe does and is scored with them, as
+the benchmark scores such a model; its keypoint-only score is recorded beside (``pa_mpjpe_without_landmarks``), and
+``reads_detector_landmarks`` marks it, since it answers from more than the keypoints. Runs measured under other
+conditions are kept apart in the report (``earlier_runs``), each group against its own baseline run.
 
 ``python scripts/bench_training.py`` writes ``resources/bench/train_throughput.json``.
 """
