@@ -139,25 +139,26 @@ def minutes_to_target(curve: list[CurvePoint], target: float) -> float | None:
     return None
 
 
-def landmark_settings(stage, lifter: Path | None) -> dict:
-    """The conditioned run's settings for a variant that reads landmarks: from the lifter for every person
-    (the benchmark's keypoints only), or from the simulated detector as the shipped recipe trains them."""
-    from training.evaluate import landmark_observations, training_observations
+def variant_config(stage: MegaStage, out: Path, init: Path, lifter: Path | None, eval_every: int, stop: int,
+                   threads: int, progress: bool = False):
+    """The conditioned run of a variant up to step ``stop``: the recipe's own conditioned stage
+    (:func:`training.run_recipe.conditioned_config`: a landmark variant trains on the simulated detector's landmarks
+    as the shipped recipe does), on the benchmark's pool, checkpointed at every evaluation; a variant that trained a
+    lifter has every person's landmarks from it instead (the benchmark gives keypoints only)."""
+    from training.evaluate import landmark_observations
+    from training.run_recipe import conditioned_config, stage_settings
 
-    if lifter:
-        return {"kinds": ("keypoints", "landmarks"), "observation": landmark_observations(0.0), "lifter": str(lifter)}
-    if stage.landmarks:
-        return {"kinds": ("keypoints", "landmarks"),
-                "observation": training_observations(True, stage.gross_2d_errors)}
-    return {}
+    common = {**stage_settings(stage, threads), "ckpt_every": eval_every, "pool": "unused", "progress": progress,
+              "stop_at": stop}
+    cfg = replace(conditioned_config(stage, out, init, common), out_dir=str(out / "mega" if lifter else out))
+    return replace(cfg, observation=landmark_observations(0.0), lifter=str(lifter)) if lifter else cfg
 
 
 def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regressor, data, eval_every: int,
                 threads: int, max_minutes: float, target: float, progress: bool = False,
                 tokenizer_dir: Path | None = None) -> dict:
     from training.loop import training_record
-    from training.mega_conditioned import ConditionedConfig, train_conditioned
-    from training.mega_losses import LossWeights
+    from training.mega_conditioned import train_conditioned
     from training.run_recipe import train_lifter_stage
 
     out = runs / variant.name
@@ -174,15 +175,7 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
     stop = 0
     while stop < stage.train_steps:
         stop = min(stop + eval_every, stage.train_steps)
-        cfg = ConditionedConfig(out_dir=str(out / "mega" if lifter else out), preset=stage.preset,
-                                steps=stage.train_steps,
-                                batch_size=stage.batch_size, lr=stage.lr, warmup_steps=stage.warmup_steps,
-                                masking=stage.masking, reprojection_rows=stage.reprojection_rows, init=str(init),
-                                fresh_lr_scale=stage.fresh_lr_scale,
-                                pool="unused", ckpt_every=eval_every, threads=threads, progress=progress,
-                                stop_at=stop,
-                                weights=LossWeights(code_smoothing=stage.code_smoothing, lifting=stage.lifting),
-                                **landmark_settings(stage, lifter))
+        cfg = variant_config(stage, out, init, lifter, eval_every, stop, threads, progress)
         folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
         step, seconds = training_record(folder)
         if reads_detector_landmarks:
@@ -213,6 +206,7 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
     from training.data.meshes import SyntheticMeshes
     from training.evaluate import build_eval_set, landmark_observations
     from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
+    from training.run_recipe import stage_settings
 
     if threads:
         torch.set_num_threads(threads)
@@ -243,10 +237,8 @@ def run(names: list[str], out_json: Path, runs: Path, eval_every: int, threads: 
     def pretrained_folder(variant: Variant, folder: Path, tokenizer, pool) -> Path:
         if variant.pretrain_steps:
             out = runs / f"pretrain-{tag(folder)}-{variant.pretrain_steps}"
-            return pretrain(PretrainConfig(out_dir=str(out), preset=stage.preset, steps=variant.pretrain_steps,
-                                           batch_size=stage.batch_size, lr=stage.lr, warmup_steps=stage.warmup_steps,
-                                           ckpt_every=stage.ckpt_every, threads=threads, progress=False),
-                            tokenizer=tokenizer, pool=pool)
+            return pretrain(PretrainConfig(out_dir=str(out), steps=variant.pretrain_steps, progress=False,
+                                           **stage_settings(stage, threads)), tokenizer=tokenizer, pool=pool)
         return repo / variant.pretrained if variant.pretrained else default_pretrained
 
     # the benchmark's people (their meshes and observations do not depend on the tokenizer that builds the set)

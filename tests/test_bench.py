@@ -186,17 +186,27 @@ def test_compact_figure_png_keeps_the_picture_in_fewer_bytes(tmp_path):
 def test_training_speed_variants_read_the_inputs_they_name(tmp_path) -> None:
     """The time-to-accuracy benchmark trains a landmark variant on the simulated detector's 3D landmarks (for
     80 % of the people, as the shipped recipe), a lifter variant on the lifter's joints for everyone, and the
-    keypoint variants on keypoints alone; minutes to the target interpolate between evaluations."""
-    from benchmarks.training_speed import VARIANTS, CurvePoint, landmark_settings, minutes_to_target
+    keypoint variants on keypoints alone, each with its own schedule; minutes to the target interpolate between
+    evaluations."""
+    from benchmarks.training_speed import VARIANTS, CurvePoint, minutes_to_target, variant_config
+    from training.data.observations import ObservationConfig
     from training.evaluate import TRAINING_LANDMARK_PROB
 
-    assert landmark_settings(VARIANTS["full75_rows4"].stage, None) == {}
-    own = landmark_settings(VARIANTS["landmarks_full75_rows4"].stage, None)
-    assert own["kinds"] == ("keypoints", "landmarks") and "lifter" not in own
-    assert own["observation"].landmarks is not None
-    assert own["observation"].landmark_prob == TRAINING_LANDMARK_PROB
-    lifted = landmark_settings(VARIANTS["lifter_full75_rows4"].stage, tmp_path)
-    assert lifted["lifter"] == str(tmp_path) and lifted["observation"].landmark_prob == 0.0
+    def config(name, lifter=None):
+        return variant_config(VARIANTS[name].stage, tmp_path / name, tmp_path / "pre", lifter, 300, 600, 1)
+
+    plain = config("full75_rows4")
+    assert plain.kinds is None and plain.observation == ObservationConfig() and plain.lifter is None
+    assert (plain.steps, plain.lr, plain.masking, plain.reprojection_rows) == (1_800, 3e-3, "cosine_full75", 4)
+    assert (plain.stop_at, plain.ckpt_every, plain.out_dir) == (600, 300, str(tmp_path / "full75_rows4"))
+    assert config("full75_rows4_fresh5").fresh_lr_scale == 5.0
+    own = config("landmarks_full75_rows4")
+    assert own.kinds == ("keypoints", "landmarks") and own.lifter is None
+    assert own.observation.landmarks is not None
+    assert own.observation.landmark_prob == TRAINING_LANDMARK_PROB
+    lifted = config("lifter_full75_rows4", tmp_path / "lifter")
+    assert lifted.lifter == str(tmp_path / "lifter") and lifted.observation.landmark_prob == 0.0
+    assert lifted.out_dir == str(tmp_path / "lifter_full75_rows4" / "mega") and lifted.steps == 1_500
     curve = [CurvePoint(300, 2.0, 90.0, 150.0), CurvePoint(600, 4.0, 70.0, 120.0)]
     assert minutes_to_target(curve, 80.0) == pytest.approx(3.0)
     assert minutes_to_target(curve, 60.0) is None

@@ -40,17 +40,16 @@ def make_optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.AdamW:
         if param.requires_grad:
             buckets.setdefault((float(cfg.lr_scale.get(name, 1.0)), param.ndim >= 2), []).append(param)
     groups: list[dict[str, Any]] = []
+    lr = lr_at(0, cfg)
     for scale in sorted({s for s, _ in buckets}, key=lambda s: (s != 1.0, s)):
         for decays in (True, False):
             params = buckets.get((scale, decays))
             if params:
                 groups.append({"params": params, "weight_decay": cfg.weight_decay if decays else 0.0,
-                               "lr_scale": scale})
+                               "lr_scale": scale, "lr": lr * scale})
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=tuple(cfg.betas))
-    set_lr(optimizer, lr_at(0, cfg))
-    return optimizer
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:

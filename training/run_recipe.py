@@ -142,9 +142,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     pool = prepare_pool(runs / "pool.safetensors", tokenizer, m.pool_size, 0,
                         meshes=SyntheticMeshes(prior_kind=m.pool_prior))
     times["pool_min"] = (time.perf_counter() - start) / 60
-    common = dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, pool=str(runs / "pool.safetensors"),
-                  tokenizer=str(tokenizer_dir), threads=threads, ckpt_every=m.ckpt_every,
-                  warmup_steps=m.warmup_steps)
+    common = {**stage_settings(m, threads), "pool": str(runs / "pool.safetensors"), "tokenizer": str(tokenizer_dir)}
     if state is not None:
         restore(state / "pretrain", stage_dir(runs, "pretrain"))
     pre_final = pretrain(PretrainConfig(out_dir=str(stage_dir(runs, "pretrain")), steps=m.pretrain_steps,
@@ -212,6 +210,12 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
             install_model(Path(tokenizer_dir), shipped_tokenizer_dir(), tokenizer_metrics)
         print(f"installed into {default_model_dir().parent}")
     return result
+
+
+def stage_settings(m: MegaStage, threads: int) -> dict:
+    """The settings that pre-training and every conditioned stage of ``m`` share (beside pool and tokenizer)."""
+    return dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, threads=threads, ckpt_every=m.ckpt_every,
+                warmup_steps=m.warmup_steps)
 
 
 def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage: str = "conditioned",
