@@ -10,7 +10,8 @@ hours those took are not counted in its minutes (they are trained once, for ever
 Training time is the loop's own wall-clock record (``train_seconds`` of each checkpoint), so evaluation time is
 not counted. A variant is a full schedule (its learning-rate decay is laid out over its ``steps``), run to the end
 or stopped at ``max_minutes``. A variant may also pre-train its own model first (``pretrain_steps``, the baseline
-recipe's pre-training run longer; not counted either).
+recipe's pre-training run longer; not counted either), and repeat another under its own ``seed`` (the run-to-run
+spread of a single variant).
 
 A variant that reads the detector's 3D landmarks trains on them as the shipped recipe does and is scored with them, as
 the benchmark scores such a model; its keypoint-only score is recorded beside (``pa_mpjpe_without_landmarks``), and
@@ -47,6 +48,7 @@ class Variant:
     # pre-train its own model for this many steps first, as the baseline recipe pre-trains (same pool, preset,
     # batch, learning rate; cached under the runs folder): its minutes are not counted, like the given one's
     pretrain_steps: int | None = None
+    seed: int = 0  # of the conditioned run (the fresh tensors' initial values, the batches): a repeat of a variant
 
     @property
     def stage(self) -> MegaStage:
@@ -85,6 +87,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "camera head) at five times the learning rate", {**FULL75, "fresh_lr_scale": 5.0}),
     Variant("full75_rows4_fresh10", "as full75_rows4_fresh5, at ten times the learning rate",
             {**FULL75, "fresh_lr_scale": 10.0}),
+    Variant("full75_rows4_fresh5_seed1", "full75_rows4_fresh5 again with another seed",
+            {**FULL75, "fresh_lr_scale": 5.0}, seed=1),
     Variant("full75_rows4_pretrain6k", "as full75_rows4, from a model pre-trained 6,000 steps instead of 1,500 (the "
             "baseline recipe's pre-training, longer; its minutes not counted)", FULL75, pretrain_steps=6_000),
     Variant("full75_rows4_pretrain6k_fresh5", "as full75_rows4_fresh5, from the model pre-trained 6,000 steps",
@@ -104,6 +108,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             {**LANDMARKS, "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
     Variant("landmarks_pretrain6k_fresh10", "as landmarks_fresh10, from the model pre-trained 6,000 steps",
             {**LANDMARKS, "fresh_lr_scale": 10.0}, pretrain_steps=6_000),
+    Variant("landmarks_merged_fresh5", "as landmarks_fresh5, each landmark added onto its keypoint's token "
+            "(cpu_fast_merged: 17 conditioning tokens instead of 34)",
+            {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}),
+    Variant("landmarks_merged_pretrain6k_fresh5", "as landmarks_merged_fresh5, from the model pre-trained 6,000 steps",
+            {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
+    Variant("landmarks_merged_fresh5_seed1", "landmarks_merged_fresh5 again with another seed",
+            {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}, seed=1),
     Variant("landmarks_pretrain6k_fresh10_1500", "as landmarks_pretrain6k_fresh10, the schedule laid out over 1,500 "
             "steps", {**LANDMARKS, "fresh_lr_scale": 10.0, "train_steps": 1_500}, pretrain_steps=6_000),
 )}
@@ -140,7 +151,7 @@ def minutes_to_target(curve: list[CurvePoint], target: float) -> float | None:
 
 
 def variant_config(stage: MegaStage, out: Path, init: Path, lifter: Path | None, eval_every: int, stop: int,
-                   threads: int, progress: bool = False):
+                   threads: int, progress: bool = False, seed: int = 0):
     """The conditioned run of a variant up to step ``stop``: the recipe's own conditioned stage
     (:func:`training.run_recipe.conditioned_config`: a landmark variant trains on the simulated detector's landmarks
     as the shipped recipe does), on the benchmark's pool, checkpointed at every evaluation; a variant that trained a
@@ -149,7 +160,7 @@ def variant_config(stage: MegaStage, out: Path, init: Path, lifter: Path | None,
     from training.run_recipe import conditioned_config, stage_settings
 
     common = {**stage_settings(stage, threads), "ckpt_every": eval_every, "pool": "unused", "progress": progress,
-              "stop_at": stop}
+              "stop_at": stop, "seed": seed}
     cfg = replace(conditioned_config(stage, out, init, common), out_dir=str(out / "mega" if lifter else out))
     return replace(cfg, observation=landmark_observations(0.0), lifter=str(lifter)) if lifter else cfg
 
@@ -175,7 +186,7 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
     stop = 0
     while stop < stage.train_steps:
         stop = min(stop + eval_every, stage.train_steps)
-        cfg = variant_config(stage, out, init, lifter, eval_every, stop, threads, progress)
+        cfg = variant_config(stage, out, init, lifter, eval_every, stop, threads, progress, variant.seed)
         folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
         step, seconds = training_record(folder)
         if reads_detector_landmarks:
@@ -188,7 +199,7 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
               + (f" ({without:.1f} without landmarks)" if without is not None else ""), flush=True)
         if seconds / 60 > max_minutes or pa <= target:
             break
-    return {"variant": {"name": variant.name, "label": variant.label, "stage": asdict(stage)},
+    return {"variant": {"name": variant.name, "label": variant.label, "stage": asdict(stage), "seed": variant.seed},
             "reads_detector_landmarks": reads_detector_landmarks,
             "tokenizer": str(tokenizer_dir), "pretrained": str(init), "eval_every": eval_every,
             **({"lifter_minutes": lifter_minutes} if lifter else {}),

@@ -204,6 +204,9 @@ def test_training_speed_variants_read_the_inputs_they_name(tmp_path) -> None:
     assert own.kinds == ("keypoints", "landmarks") and own.lifter is None
     assert own.observation.landmarks is not None
     assert own.observation.landmark_prob == TRAINING_LANDMARK_PROB
+    merged = VARIANTS["landmarks_merged_fresh5_seed1"]  # a repeat: its own seed, the merged token layout
+    repeat = variant_config(merged.stage, tmp_path / "m", tmp_path / "pre", None, 300, 600, 1, seed=merged.seed)
+    assert (repeat.seed, own.seed, repeat.preset, repeat.kinds) == (1, 0, "cpu_fast_merged", own.kinds)
     lifted = config("lifter_full75_rows4", tmp_path / "lifter")
     assert lifted.lifter == str(tmp_path / "lifter") and lifted.observation.landmark_prob == 0.0
     assert lifted.out_dir == str(tmp_path / "lifter_full75_rows4" / "mega") and lifted.steps == 1_500

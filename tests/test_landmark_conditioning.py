@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,37 @@ def test_conditioner_reads_landmarks_and_works_without_them():
     assert torch.equal(nan_in.tokens, none.tokens)
     with pytest.raises(ValueError, match="17, 4"):
         model.encode_conditioning({"keypoints": kp, "landmarks": torch.zeros(2, 17, 3)})
+
+
+def test_merged_landmark_tokens_ride_on_the_keypoint_tokens(tmp_path):
+    """``merge_landmark_tokens``: one token per joint, the keypoint's plus the landmark's embedding, from the same
+    conditioners a model with separate tokens has; the config keeps the field only when it is set."""
+    from megaviewer.model.config import ConditioningConfig, get_preset
+
+    separate = _landmark_model(seed=4).eval()
+    torch.manual_seed(4)
+    merged = Mega.from_preset("test_tiny", conditioning={"kinds": ("keypoints", "landmarks"), "keypoint_hidden": 32,
+                                                          "merge_landmark_tokens": True}).eval()
+    merged.load_state_dict(separate.state_dict())  # the same tensors: only the token layout differs
+    joints, rot = _people(2, seed=7)
+    cond = {"keypoints": torch.rand(2, 17, 3),
+            "landmarks": LandmarkNoise().simulate(joints, rot, torch.Generator().manual_seed(1))}
+    apart, joined = separate.encode_conditioning(cond), merged.encode_conditioning(cond)
+    assert joined.tokens.shape == (2, 17, merged.config.dim)
+    assert torch.allclose(joined.tokens, apart.tokens[:, :17] + apart.tokens[:, 17:], atol=1e-6)
+    assert torch.equal(joined.pooled, apart.pooled)
+    tokens, visible = torch.zeros(2, merged.config.seq_len, dtype=torch.long), torch.zeros(2, merged.config.seq_len,
+                                                                                           dtype=torch.bool)
+    assert not torch.allclose(merged(tokens, visible, cond).logits, separate(tokens, visible, cond).logits)
+    save_mega(tmp_path / "merged", merged)
+    assert torch.equal(load_mega(tmp_path / "merged").encode_conditioning(cond).tokens, joined.tokens)
+    assert "merge_landmark_tokens" not in separate.config.conditioning.to_dict()
+    # A keypoint model of the merged preset is the plain one: nothing to merge, the same transformer.
+    preset = get_preset("cpu_fast_merged")
+    assert preset.conditioning.merge_landmark_tokens
+    assert replace(preset, conditioning=get_preset("cpu_fast").conditioning) == get_preset("cpu_fast")
+    with pytest.raises(ValueError, match="one landmark per keypoint"):
+        ConditioningConfig(kinds=("keypoints", "landmarks"), num_landmarks=33, merge_landmark_tokens=True)
 
 
 def test_warm_start_widens_the_rotation_head_and_keeps_its_weights(tmp_path):

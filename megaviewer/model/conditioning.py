@@ -2,9 +2,10 @@
 
 Each conditioner maps its input to ``(tokens (B, L, D), pooled (B, C))``. The decoder receives the
 concatenation of all token sequences (canonical order: image, keypoints, landmarks) in front of
-``[cls, mesh slots]``; the rotation/camera head reads the concatenation of the pooled features. Inputs
-are passed as a dict keyed by conditioner kind (``{"image": ..., "keypoints": ..., "landmarks": ...}``);
-landmarks are the detector's 3D world landmarks at the 17 COCO points (:mod:`megaviewer.vision.landmarks`).
+``[cls, mesh slots]`` (with ``merge_landmark_tokens`` each landmark's token is added onto its keypoint's);
+the rotation/camera head reads the concatenation of the pooled features. Inputs are passed as a dict keyed
+by conditioner kind (``{"image": ..., "keypoints": ..., "landmarks": ...}``); landmarks are the detector's
+3D world landmarks at the 17 COCO points (:mod:`megaviewer.vision.landmarks`).
 
 ``CondEncoding`` holds the result so generation computes backbone features once and reuses them for all
 steps and all samples (the original recomputed the backbone for every sample and step:
@@ -212,6 +213,8 @@ class ConditioningStack(nn.Module):
         self.kinds = tuple(config.kinds)
         self.conditioners = nn.ModuleDict({kind: _CONDITIONERS[kind](config, dim) for kind in self.kinds})
         self.pooled_dim = sum(int(c.pooled_dim) for c in self.conditioners.values())
+        # ConditioningConfig.merge_landmark_tokens (keypoints precede landmarks in CONDITIONER_ORDER)
+        self.merge_landmark_tokens = config.merge_landmark_tokens and {"keypoints", "landmarks"} <= set(self.kinds)
         self.lifter: KeypointLifter | None = None
         if config.landmark_lifter_hidden:
             self.lifter = KeypointLifter(LifterConfig(config.num_keypoints, config.landmark_lifter_hidden,
@@ -237,7 +240,11 @@ class ConditioningStack(nn.Module):
         tokens, pooled = [], []
         for kind in self.kinds:
             t, p = self.conditioners[kind](cond[kind])
-            tokens.append(t)
+            if kind == "landmarks" and self.merge_landmark_tokens:
+                joints = t.shape[1]  # onto the keypoint tokens (the last conditioner before it), joint by joint
+                tokens[-1] = torch.cat([tokens[-1][:, :joints] + t, tokens[-1][:, joints:]], dim=1)
+            else:
+                tokens.append(t)
             pooled.append(p)
         batches = {t.shape[0] for t in tokens}
         if len(batches) != 1:
