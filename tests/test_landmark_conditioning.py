@@ -169,14 +169,16 @@ def test_warm_start_widens_the_rotation_head_and_keeps_its_weights(tmp_path):
                           keypoints_only.rotcam(pooled)[0], atol=1e-6)
 
 
-def test_engine_feeds_landmarks_to_a_model_that_reads_them(tmp_path):
+@pytest.mark.parametrize("merged", [False, True], ids=["own_tokens", "merged_tokens"])
+def test_engine_feeds_landmarks_to_a_model_that_reads_them(tmp_path, merged):
     from megaviewer.engine import Engine
     from tests._engines import tiny_engine
 
     tiny = tiny_engine()
     sizes = {"vocab": tiny.model.config.vocab, "seq_len": tiny.model.config.seq_len}
     torch.manual_seed(3)
-    model = Mega.from_preset("test_tiny", conditioning={"kinds": ("keypoints", "landmarks")}, **sizes)
+    model = Mega.from_preset("test_tiny", conditioning={"kinds": ("keypoints", "landmarks"),
+                                                         "merge_landmark_tokens": merged}, **sizes)
     save_mega(tmp_path / "lm", model)
     engine = Engine(load_mega(tmp_path / "lm"), tiny.tokenizer, tiny.coco_regressor, device="cpu")
     kp = np.concatenate([np.random.default_rng(0).uniform(-0.8, 0.8, (17, 2)), np.full((17, 1), 0.9)], 1)
