@@ -137,17 +137,22 @@ def deterministic_pa_mpjpe(model_dir: Path, tokenizer, regressor, data) -> tuple
     return scores["pa_mpjpe"].mean().item(), scores["mpjpe"].mean().item()
 
 
+def first_reach(points: list[tuple[float, float]], target: float) -> float | None:
+    """The ``x`` at which ``(x, value)`` points first reach ``value <= target``, linear between points."""
+    previous = None
+    for x, value in points:
+        if value <= target:
+            if previous is None:
+                return x
+            frac = (previous[1] - target) / max(previous[1] - value, 1e-9)
+            return previous[0] + frac * (x - previous[0])
+        previous = (x, value)
+    return None
+
+
 def minutes_to_target(curve: list[CurvePoint], target: float) -> float | None:
     """Training minutes at which the curve first reaches ``target`` (linear between evaluations)."""
-    previous = None
-    for point in curve:
-        if point.pa_mpjpe <= target:
-            if previous is None:
-                return point.train_minutes
-            frac = (previous.pa_mpjpe - target) / max(previous.pa_mpjpe - point.pa_mpjpe, 1e-9)
-            return previous.train_minutes + frac * (point.train_minutes - previous.train_minutes)
-        previous = point
-    return None
+    return first_reach([(point.train_minutes, point.pa_mpjpe) for point in curve], target)
 
 
 def variant_config(stage: MegaStage, out: Path, init: Path, lifter: Path | None, eval_every: int, stop: int,

@@ -787,6 +787,30 @@ def throughput_section(t: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def tokenizer_speed_section(t: dict | None) -> str:
+    """Time to accuracy of tokenizer training, recipes side by side (benchmarks/tokenizer_speed.py)."""
+    if not t or "baseline" not in t.get("runs", {}):
+        return ""
+    out = [f"### Time to accuracy of tokenizer training (`{t['command']}`, {t['torch_threads']} torch thread)\n",
+           f"Each recipe's tokenizer stage trains as its recipe trains it (a long schedule only for its first steps, "
+           f"at the learning rate of its whole schedule), scored every {t['eval_every']:,} steps on the same "
+           f"{t['eval_meshes']} held-out meshes of the key-pose prior; minutes are training time only. Target: the "
+           f"PVE the baseline ends at, {t['target_pve_mm']:.2f} mm." + (f" {t['note']}" if t.get("note") else "")
+           + "\n",
+           "| recipe | steps run (of its schedule) | training minutes | PVE at the end, mm | minutes to target "
+           "| vs baseline |", "|---|---|---|---|---|---|"]
+    for name, r in t["runs"].items():
+        last = r["curve"][-1]
+        reach = r.get("minutes_to_target")
+        speed = r.get("speedup_vs_baseline")
+        label = r.get("label", name).split(": ", 1)[-1]
+        out.append(f"| `{name}`: {label} | {last['steps']:,} "
+                   f"({r['schedule_steps']:,}) | {last['train_minutes']:.1f} | {last['pve_mm']:.2f} | "
+                   f"{'not reached' if reach is None else f'{reach:.1f}'} | "
+                   f"{'' if speed is None else f'{speed:.2f}×'} |")
+    return "\n".join(out) + "\n"
+
+
 def uncertainty_section(u: dict | None) -> str:
     """How much each person's SD map knows about that person's error (training/uncertainty_maps.py)."""
     if not u:
@@ -833,6 +857,7 @@ def generated_block() -> str:
         + observations_note(mega, long),
         ablation_section(_load(res / "ablation" / "ablation.json")),
         throughput_section(_load(res / "bench" / "train_throughput.json")),
+        tokenizer_speed_section(_load(res / "bench" / "tokenizer_time_to_pve.json")),
         uncertainty_section(_load(res / "bench" / "uncertainty.json")),
         refine_section(_load(res / "bench" / "refine.json")),
         landmark_noise_section(_load(res / "body" / "landmark_noise.json"), _load(res / "bench" / "landmarks.json")),

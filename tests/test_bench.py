@@ -213,3 +213,32 @@ def test_training_speed_variants_read_the_inputs_they_name(tmp_path) -> None:
     curve = [CurvePoint(300, 2.0, 90.0, 150.0), CurvePoint(600, 4.0, 70.0, 120.0)]
     assert minutes_to_target(curve, 80.0) == pytest.approx(3.0)
     assert minutes_to_target(curve, 60.0) is None
+
+
+def test_tokenizer_speed_scores_every_checkpoint_against_the_baselines_end(tmp_path) -> None:
+    """The tokenizer benchmark trains each recipe's own stage (its schedule, stopped early for a long recipe) with
+    every checkpoint kept, takes the baseline's last PVE as the target and interpolates minutes to it."""
+    from benchmarks.tokenizer_speed import RUNS, add_speedups, checkpoints, run_config
+    from training.recipes import get_recipe
+
+    base = run_config(RUNS["baseline"], tmp_path / "b", 500, 1)
+    assert (base.steps, base.stop_at, base.ckpt_every, base.keep_last) == (12_000, None, 500, 10_000)
+    assert base.tokenizer.residual_scale == 0.0 and base.prior == "keyposes"
+    ours = run_config(RUNS["default"], tmp_path / "d", 500, 1)
+    shipped = get_recipe("default").tokenizer
+    assert (ours.steps, ours.stop_at, ours.lr) == (shipped.steps, 8_000, shipped.lr)  # its own schedule, cut short
+    assert ours.tokenizer.num_tokens == shipped.tokens and ours.extremity_weight == shipped.extremity_weight
+    short = run_config(RUNS["offsets_4k"], tmp_path / "o", 500, 1)  # a recipe's stage with its schedule shortened
+    assert (short.steps, short.stop_at, short.lr, short.tokenizer.residual_scale) == (4_000, None, 6e-3, 5.0)
+    for step in (1000, 500, 10_000):
+        (tmp_path / "d" / "checkpoints" / f"step-{step:08d}").mkdir(parents=True)
+    (tmp_path / "d" / "checkpoints" / "step-00000500.tmp").mkdir()
+    assert [p.name for p in checkpoints(tmp_path / "d")] == ["step-00000500", "step-00001000", "step-00010000"]
+    report = {"runs": {
+        "baseline": {"curve": [{"train_minutes": 10.0, "pve_mm": 30.0}, {"train_minutes": 30.0, "pve_mm": 16.0}]},
+        "default": {"curve": [{"train_minutes": 2.0, "pve_mm": 20.0}, {"train_minutes": 4.0, "pve_mm": 12.0}]}}}
+    add_speedups(report)
+    assert report["target_pve_mm"] == 16.0
+    assert report["runs"]["default"]["minutes_to_target"] == pytest.approx(3.0)
+    assert report["runs"]["default"]["speedup_vs_baseline"] == pytest.approx(10.0)
+    assert report["runs"]["baseline"]["speedup_vs_baseline"] == pytest.approx(1.0)

@@ -51,6 +51,7 @@ class TokenizerTrainConfig:
     # the encoder and the codebook, not only the decoder, spend their capacity where the mesh errs most.
     extremity_weight: float = 1.0
     stop_at: int | None = None  # end this invocation after that many steps (resumable)
+    keep_last: int = 2  # checkpoints kept in the run folder (more: a benchmark scores each one afterwards)
     progress: bool = True
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     # SMPL / SMPL-H (tokenizer.body): the user's model file or its folder, and which gender's file.
@@ -188,7 +189,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, data: SyntheticMeshes | None = No
     loop = LoopConfig(out_dir=cfg.out_dir, total_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                       warmup_steps=cfg.warmup_steps, schedule="cosine", ckpt_every=cfg.ckpt_every,
                       seed=cfg.seed, betas=(0.9, 0.99), log_every=50, stop_at=cfg.stop_at,
-                      progress=cfg.progress)
+                      keep_last=cfg.keep_last, progress=cfg.progress)
     stream = None
     if cfg.chunk_size:
         steps_per_chunk = max(1, cfg.chunk_size * cfg.chunk_reuse // cfg.batch_size)
