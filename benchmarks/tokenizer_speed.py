@@ -78,8 +78,11 @@ def score_run(run_dir: Path, data) -> list[dict]:
     from training.loop import training_record
     from training.tokenizer import evaluate_tokenizer
 
+    found = checkpoints(run_dir)
+    if not found:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoints to score: train it first (without --score-only)")
     curve = []
-    for folder in checkpoints(run_dir):
+    for folder in found:
         step, seconds = training_record(folder)
         scores = evaluate_tokenizer(MeshVQVAE.from_pretrained(folder), data, EVAL_MESHES)
         curve.append({"steps": step, "train_minutes": seconds / 60, "pve_mm": scores["pve_mm"],

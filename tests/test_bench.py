@@ -218,7 +218,7 @@ def test_training_speed_variants_read_the_inputs_they_name(tmp_path) -> None:
 def test_tokenizer_speed_scores_every_checkpoint_against_the_baselines_end(tmp_path) -> None:
     """The tokenizer benchmark trains each recipe's own stage (its schedule, stopped early for a long recipe) with
     every checkpoint kept, takes the baseline's last PVE as the target and interpolates minutes to it."""
-    from benchmarks.tokenizer_speed import RUNS, add_speedups, checkpoints, run_config
+    from benchmarks.tokenizer_speed import RUNS, add_speedups, checkpoints, run_config, score_run
     from training.recipes import get_recipe
 
     base = run_config(RUNS["baseline"], tmp_path / "b", 500, 1)
@@ -234,6 +234,8 @@ def test_tokenizer_speed_scores_every_checkpoint_against_the_baselines_end(tmp_p
         (tmp_path / "d" / "checkpoints" / f"step-{step:08d}").mkdir(parents=True)
     (tmp_path / "d" / "checkpoints" / "step-00000500.tmp").mkdir()
     assert [p.name for p in checkpoints(tmp_path / "d")] == ["step-00000500", "step-00001000", "step-00010000"]
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        score_run(tmp_path / "untrained", None)
     report = {"runs": {
         "baseline": {"curve": [{"train_minutes": 10.0, "pve_mm": 30.0}, {"train_minutes": 30.0, "pve_mm": 16.0}]},
         "default": {"curve": [{"train_minutes": 2.0, "pve_mm": 20.0}, {"train_minutes": 4.0, "pve_mm": 12.0}]}}}
