@@ -35,6 +35,7 @@ EVAL_MESHES = 256  # as scripts/tokenizer_sweep.py
 class TokenizerRun:
     """A recipe's tokenizer stage (with ``changes`` to its fields), trained for ``steps`` of its schedule."""
 
+    name: str
     label: str
     recipe: str
     steps: int | None = None  # None: the whole schedule
@@ -49,13 +50,13 @@ class TokenizerRun:
         return self.steps or self.stage.steps
 
 
-RUNS: dict[str, TokenizerRun] = {r.label.split(":")[0]: r for r in (
-    TokenizerRun("baseline: the baseline recipe's tokenizer (absolute coordinates, lr 1e-3, key poses)", "baseline"),
-    TokenizerRun("baseline_offsets: the baseline_offsets recipe's tokenizer (offsets from the template x5, lr 6e-3)",
-                 "baseline_offsets"),
-    TokenizerRun("offsets_4k: as baseline_offsets, the schedule laid out over 4,000 steps", "baseline_offsets",
+RUNS: dict[str, TokenizerRun] = {r.name: r for r in (
+    TokenizerRun("baseline", "the baseline recipe's tokenizer (absolute coordinates, lr 1e-3, key poses)", "baseline"),
+    TokenizerRun("baseline_offsets", "the baseline_offsets recipe's tokenizer (offsets from the template x5, "
+                 "lr 6e-3)", "baseline_offsets"),
+    TokenizerRun("offsets_4k", "as baseline_offsets, the schedule laid out over 4,000 steps", "baseline_offsets",
                  changes=(("steps", 4_000),)),
-    TokenizerRun("default: the shipped default's tokenizer (offsets x5, lr 6e-3, 64 tokens dense on the hands and "
+    TokenizerRun("default", "the shipped default's tokenizer (offsets x5, lr 6e-3, 64 tokens dense on the hands and "
                  "feet, key poses + real motion), its first 8,000 of 100,000 steps", "default", 8_000),
 )}
 

@@ -59,6 +59,8 @@ class Variant:
 # fully masked, the 2D loss on 4 rows of each batch.
 FULL75 = {"train_steps": 1_800, "lr": 3e-3, "warmup_steps": 100, "masking": "cosine_full75", "reprojection_rows": 4}
 LANDMARKS = {**FULL75, "landmarks": True}
+# Landmarks on their keypoints' tokens, the tensors pre-training lacks at five times the learning rate.
+MERGED_FRESH5 = {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("baseline", "baseline recipe: lr 1e-3, 5,400 steps, half full-mask batches, 2D loss on 16 rows"),
@@ -109,12 +111,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("landmarks_pretrain6k_fresh10", "as landmarks_fresh10, from the model pre-trained 6,000 steps",
             {**LANDMARKS, "fresh_lr_scale": 10.0}, pretrain_steps=6_000),
     Variant("landmarks_merged_fresh5", "as landmarks_fresh5, each landmark added onto its keypoint's token "
-            "(cpu_fast_merged: 17 conditioning tokens instead of 34)",
-            {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}),
+            "(cpu_fast_merged: 17 conditioning tokens instead of 34)", MERGED_FRESH5),
     Variant("landmarks_merged_pretrain6k_fresh5", "as landmarks_merged_fresh5, from the model pre-trained 6,000 steps",
-            {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}, pretrain_steps=6_000),
-    Variant("landmarks_merged_fresh5_seed1", "landmarks_merged_fresh5 again with another seed",
-            {**LANDMARKS, "preset": "cpu_fast_merged", "fresh_lr_scale": 5.0}, seed=1),
+            MERGED_FRESH5, pretrain_steps=6_000),
+    Variant("landmarks_merged_fresh5_seed1", "landmarks_merged_fresh5 again with another seed", MERGED_FRESH5,
+            seed=1),
     Variant("landmarks_pretrain6k_fresh10_1500", "as landmarks_pretrain6k_fresh10, the schedule laid out over 1,500 "
             "steps", {**LANDMARKS, "fresh_lr_scale": 10.0, "train_steps": 1_500}, pretrain_steps=6_000),
 )}

@@ -803,8 +803,7 @@ def tokenizer_speed_section(t: dict | None) -> str:
         last = r["curve"][-1]
         reach = r.get("minutes_to_target")
         speed = r.get("speedup_vs_baseline")
-        label = r.get("label", name).split(": ", 1)[-1]
-        out.append(f"| `{name}`: {label} | {last['steps']:,} "
+        out.append(f"| `{name}`: {r['label']} | {last['steps']:,} "
                    f"({r['schedule_steps']:,}) | {last['train_minutes']:.1f} | {last['pve_mm']:.2f} | "
                    f"{'not reached' if reach is None else f'{reach:.1f}'} | "
                    f"{'' if speed is None else f'{speed:.2f}×'} |")

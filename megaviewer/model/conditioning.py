@@ -214,7 +214,7 @@ class ConditioningStack(nn.Module):
         self.conditioners = nn.ModuleDict({kind: _CONDITIONERS[kind](config, dim) for kind in self.kinds})
         self.pooled_dim = sum(int(c.pooled_dim) for c in self.conditioners.values())
         # ConditioningConfig.merge_landmark_tokens (keypoints precede landmarks in CONDITIONER_ORDER)
-        self.merge_landmark_tokens = config.merge_landmark_tokens and {"keypoints", "landmarks"} <= set(self.kinds)
+        self.merge_landmark_tokens = config.merges_landmarks
         self.lifter: KeypointLifter | None = None
         if config.landmark_lifter_hidden:
             self.lifter = KeypointLifter(LifterConfig(config.num_keypoints, config.landmark_lifter_hidden,

@@ -60,10 +60,14 @@ class ConditioningConfig:
             raise ValueError("num_keypoints and keypoint_hidden must be positive")
         if self.landmark_lifter_hidden and not {"keypoints", "landmarks"} <= set(self.kinds):
             raise ValueError("a landmark lifter needs both the keypoint and the landmark conditioners")
-        if self.merge_landmark_tokens and {"keypoints", "landmarks"} <= set(self.kinds) \
-                and self.num_landmarks != self.num_keypoints:
+        if self.merges_landmarks and self.num_landmarks != self.num_keypoints:
             raise ValueError("merged landmark tokens need one landmark per keypoint "
                              f"({self.num_landmarks} landmarks, {self.num_keypoints} keypoints)")
+
+    @property
+    def merges_landmarks(self) -> bool:
+        """Whether the landmarks ride on the keypoint tokens: asked for, and both conditioners present."""
+        return self.merge_landmark_tokens and {"keypoints", "landmarks"} <= set(self.kinds)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -182,9 +186,8 @@ def _cpu_fast() -> MegaConfig:
 def _cpu_fast_merged() -> MegaConfig:
     """``cpu_fast`` whose landmarks, when it reads them, ride on the keypoint tokens (``merge_landmark_tokens``):
     the same transformer (a pre-trained ``cpu_fast`` loads as it is), 17 instead of 34 conditioning tokens."""
-    return MegaConfig(dim=128, enc_depth=3, dec_depth=3, heads=4,
-                      conditioning=ConditioningConfig(kinds=("keypoints",), keypoint_hidden=128,
-                                                      merge_landmark_tokens=True))
+    plain = _cpu_fast()
+    return replace(plain, conditioning=replace(plain.conditioning, merge_landmark_tokens=True))
 
 
 @register_preset("cpu_fast_global")
