@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from megaviewer.settings import DEFAULTS
+
 if TYPE_CHECKING:
     from megaviewer.engine import Engine
 
@@ -201,23 +203,26 @@ def bench_deterministic(engine: Engine, repeats: int = 30, warmup: int = 3) -> d
     def total() -> None:
         engine.recover(**inputs, refine=False, mode="deterministic")
 
+    codebook = engine.tokenizer.quantizer.codebook if DEFAULTS.expected_codes else None
+
     @torch.inference_mode()
-    def model_only() -> torch.Tensor:
+    def model_only() -> generate.GenerationResult:
+        """The deterministic pass as the engine runs it by default (with its expected codes)."""
         with _precision(engine):
             cond = engine.model.encode_conditioning(engine._conditioning(raw.get("keypoints"), raw.get("image"),
                                                                          landmarks))
-            return generate.deterministic(engine.model, cond).tokens
+            return generate.deterministic(engine.model, cond, codebook=codebook)
 
-    tokens = model_only()
+    generated = model_only()
 
     @torch.inference_mode()
     def decode_only() -> torch.Tensor:
         with _precision(engine):
-            return engine.tokenizer.decode(tokens)
+            return generated.decode(engine.tokenizer)
 
     def model_decode() -> None:
         with torch.inference_mode(), _precision(engine):
-            engine.tokenizer.decode(model_only())
+            model_only().decode(engine.tokenizer)
 
     stats = measure_interleaved({"model_decode": model_decode, "total": total}, repeats, warmup, dev)
     return {**stats, "model": measure(model_only, repeats, warmup, dev),

@@ -73,12 +73,13 @@ def scores(pred_joints: torch.Tensor, gt_joints: torch.Tensor) -> dict[str, np.n
             "pa_mpjpe_limbs12": metrics.pa_mpjpe(pred_joints[:, limbs], gt_joints[:, limbs]).numpy()}
 
 
-def run_engine(engine, split: LoopSplit, refine: bool, landmarks: bool) -> dict:
+def run_engine(engine, split: LoopSplit, refine: bool, landmarks: bool,
+               expected_codes: bool = DEFAULTS.expected_codes) -> dict:
     """Deterministic recovery of every usable person; ``landmarks=False`` withholds the detector's landmarks
     (from the model and from the fit)."""
     from megaviewer.app.pipeline import Person, recover_person
 
-    settings = DEFAULTS.with_(mode="deterministic", refine=refine)
+    settings = DEFAULTS.with_(mode="deterministic", refine=refine, expected_codes=expected_codes)
     joints, times = [], []
     for i in split.usable:
         detection = split.found.detections[i]
@@ -103,8 +104,10 @@ def detector_landmarks_row(split: LoopSplit) -> dict:
 def run(models: dict[str, str | Path | None], splits: Sequence[str], counts: dict[str, int],
         progress: bool = True, cache: Path | None = CACHE) -> dict:
     """Every model (name -> checkpoint folder, None = shipped) with and without the fit to the keypoints, and
-    with and without landmarks where the model reads them, on every split."""
+    with and without landmarks where the model reads them, on every split; decoded with the argmax codes unless
+    the name ends with ``+expected_codes`` (:func:`training.evaluate.row_decodes_expected_codes`)."""
     from megaviewer.engine import Engine
+    from training.evaluate import row_decodes_expected_codes
 
     engines = {name: Engine.from_pretrained(folder) for name, folder in models.items()}
     report: dict = {"splits": {}}
@@ -116,7 +119,8 @@ def run(models: dict[str, str | Path | None], splits: Sequence[str], counts: dic
             for use_landmarks in ((False, True) if reads_landmarks else (False,)):
                 for refine in (False, True):
                     label = f"{model_name}{' +landmarks' if use_landmarks else ''}{' +fit' if refine else ''}"
-                    rows[label] = run_engine(engine, split, refine, use_landmarks)
+                    rows[label] = run_engine(engine, split, refine, use_landmarks,
+                                             row_decodes_expected_codes(model_name))
                     if progress:
                         print(f"{name:5s} {label:40s} PA-MPJPE {rows[label]['pa_mpjpe']:6.1f} mm "
                               f"(limbs {rows[label]['pa_mpjpe_limbs12']:6.1f})", flush=True)

@@ -91,6 +91,10 @@ def build_infer_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-refine", dest="refine", action="store_false", default=d.refine,
                    help="keep the network's bodies instead of fitting each one to the detected keypoints after the "
                    "camera fit (on by default; see megaviewer.refine)")
+    p.add_argument("--argmax-codes", dest="expected_codes", action="store_false", default=d.expected_codes,
+                   help="decode the most likely code of each token where the generation takes an argmax, as the "
+                   "paper does, instead of the expected code under the model's distribution (the default; see "
+                   "megaviewer.generate)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     p.add_argument("--formats", default=DEFAULT_FORMATS,
                    help=f"comma list of {','.join(FORMATS)} (default {DEFAULT_FORMATS}; mp4: overlay video; "
@@ -163,7 +167,7 @@ def _infer(argv: list[str], engine: Engine | None) -> int:
               f"{what} (README: Status of the shipped models)", file=sys.stderr)
     settings = DEFAULTS.with_(mode=args.mode, num_samples=args.samples, steps=args.steps,
                               temperature=args.temperature, seed=args.seed, fit_camera=args.camera_fit,
-                              refine=args.refine)
+                              refine=args.refine, expected_codes=args.expected_codes)
     options = BatchOptions(out=args.out, settings=settings, max_people=args.max_people,
                            min_confidence=args.min_confidence, every=args.every, quiet=args.quiet, fov_deg=args.fov,
                            exports=ExportOptions(formats, args.frame, args.topology, args.all_samples))

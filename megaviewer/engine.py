@@ -287,7 +287,8 @@ class Engine:
     def recover(self, keypoints=None, image=None, *, mode: str = DEFAULTS.mode, num_samples: int | None = None,
                 steps: int = DEFAULTS.steps, temperature: float = DEFAULTS.temperature,
                 seed: int | None = DEFAULTS.seed, crop: CropBox | None = None, return_trace: bool = True,
-                fit_camera: bool | None = None, refine: bool = DEFAULTS.refine, landmarks_3d=None) -> RecoveryResult:
+                fit_camera: bool | None = None, refine: bool = DEFAULTS.refine, landmarks_3d=None,
+                expected_codes: bool = DEFAULTS.expected_codes) -> RecoveryResult:
         """Recover one person from crop-normalised keypoints (17, 3) = (x, y, conf) and/or an image crop
         (3, H, W) of the model's ``image_size``, normalised (:func:`megaviewer.vision.crops.person_crop`).
 
@@ -295,7 +296,8 @@ class Engine:
         returns one mesh. ``fit_camera`` (default: the engine's ``fit_camera``, on) fits every hypothesis's
         rotation and camera to the keypoints (module docstring); it needs keypoints and a model with a
         rotation/camera head. ``landmarks_3d`` (33, 3 or 4): the detector's 3D landmarks, checked and kept
-        in the result.
+        in the result. ``expected_codes`` decodes the expected code where the generation takes an argmax
+        (:mod:`megaviewer.generate`; off: the paper's argmax codes).
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -313,14 +315,16 @@ class Engine:
         clock = _StageClock(self.device)
         inputs = self._conditioning(keypoints, image, coco)
         cond = self.model.encode_conditioning(inputs)
+        codebook = self.tokenizer.quantizer.codebook if expected_codes else None
         if mode == "deterministic":
-            out = generate.deterministic(self.model, cond, return_trace=return_trace)
+            out = generate.deterministic(self.model, cond, return_trace=return_trace, codebook=codebook)
         else:
             gen = torch.Generator(device="cpu")
             gen.manual_seed(int(seed) if seed is not None else torch.seed())
             q = DEFAULTS.num_samples if num_samples is None else num_samples
             out = generate.stochastic(self.model, cond, num_samples=q, steps=steps,
-                                      temperature=temperature, generator=gen, return_trace=return_trace)
+                                      temperature=temperature, generator=gen, return_trace=return_trace,
+                                      codebook=codebook)
         clock.lap("generate_ms")
         fit = self.fit_camera if fit_camera is None else bool(fit_camera)
         fit_keypoints = inputs.get("keypoints") if fit else None
@@ -354,7 +358,7 @@ class Engine:
         and the fit of the bodies reads ``landmarks`` (17, 4) at the COCO-17 points when given."""
         tokens = out.tokens
         q = tokens.shape[0]
-        canonical = self.tokenizer.decode(tokens).float()
+        canonical = out.decode(self.tokenizer).float()
         clock.lap("decode_ms")
         fit_report = refinement = None
         network_rotation = network_cam = None
@@ -367,7 +371,7 @@ class Engine:
                 fitted = fit_to_keypoints(self.tokenizer, self.coco_regressor, tokens, canonical, rotation, cam,
                                           _keypoints_per_row(fit_keypoints.float(), q, out.num_samples),
                                           refine=refine, refine_config=self.refine_config, landmarks=landmarks,
-                                          lap=clock.lap)
+                                          lap=clock.lap, latents=out.latents)
                 fit_report, refinement = fitted.camera_fit, fitted.refinement
                 canonical, rotation, cam = fitted.canonical, fitted.rotation, fitted.cam
         else:
@@ -394,6 +398,7 @@ class Engine:
             network_rotation=network_rotation.cpu() if network_rotation is not None else None,
             network_cam=network_cam.cpu() if network_cam is not None else None, camera_fit=fit_report,
             image_size=image_size, focal_source=focal_source, refinement=refinement, before_fit=before_fit,
+            latents=out.latents.float().cpu() if out.latents is not None else None,
         )
 
 

@@ -46,7 +46,8 @@ class FittedHypotheses:
 def fit_to_keypoints(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: torch.Tensor, canonical: torch.Tensor,
                      rotation: torch.Tensor, cam: torch.Tensor, keypoints: torch.Tensor, *, refine: bool,
                      refine_config: RefineConfig | None = None, landmarks: torch.Tensor | None = None,
-                     lap: Callable[[str], None] | None = None, chunk_rows: int | None = None) -> FittedHypotheses:
+                     lap: Callable[[str], None] | None = None, chunk_rows: int | None = None,
+                     latents: torch.Tensor | None = None) -> FittedHypotheses:
     """Fit rotation and camera of Q hypotheses to their keypoints, then (``refine``) their bodies.
 
     Args:
@@ -58,6 +59,8 @@ def fit_to_keypoints(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: torc
         landmarks: the detector's 3D landmarks at the COCO-17 points, (17, 4) shared or (Q, 17, 4), for the body fit.
         lap: called with ``"camera_fit_ms"`` and ``"refine_ms"`` after each stage (the engine's stage clock).
         chunk_rows: the body fit runs on at most this many rows at a time (default: all at once).
+        latents: (Q, N, D) what ``canonical`` was decoded from when it is not the codes of ``tokens`` (expected
+            codes, :mod:`megaviewer.decoding`); the body fit starts from them.
     """
     joints = torch.einsum("jv,qvc->qjc", regressor.to(canonical.dtype), canonical)
     report = fit_camera(joints, keypoints, rotation, cam)
@@ -74,7 +77,8 @@ def fit_to_keypoints(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: torc
             landmarks = landmarks.expand(rows, *landmarks.shape)
         parts = [refine_hypotheses(tokenizer, regressor, tokens[i:i + step], rotation[i:i + step], cam[i:i + step],
                                    keypoints[i:i + step], refine_config,
-                                   landmarks[i:i + step] if landmarks is not None else None)
+                                   landmarks[i:i + step] if landmarks is not None else None,
+                                   latents[i:i + step] if latents is not None else None)
                  for i in range(0, rows, step)]
         refinement = parts[0] if len(parts) == 1 else Refinement.concatenate(parts)
         canonical = refinement.canonical_vertices.to(canonical.device)

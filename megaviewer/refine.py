@@ -109,7 +109,7 @@ class Refinement:
 
 def refine_hypotheses(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: torch.Tensor, rotation: torch.Tensor,
                       cam: torch.Tensor, keypoints: torch.Tensor, config: RefineConfig | None = None,
-                      landmarks: torch.Tensor | None = None) -> Refinement:
+                      landmarks: torch.Tensor | None = None, latents: torch.Tensor | None = None) -> Refinement:
     """Fit the bodies of Q hypotheses to their 2D keypoints (module docstring).
 
     Args:
@@ -140,7 +140,8 @@ def refine_hypotheses(tokenizer: MeshVQVAE, regressor: torch.Tensor, tokens: tor
         plain = lambda t: t.detach().to(device, torch.float32).clone()  # noqa: E731
         fit = _Fit(tokenizer, plain(regressor), plain(keypoints), plain(rotation), cfg,
                    plain(landmarks) if landmarks is not None and cfg.landmark_weight > 0 else None)
-        z0 = tokenizer.quantizer.codebook.detach().float()[tokens.to(device)]
+        z0 = (plain(latents) if latents is not None
+              else tokenizer.quantizer.codebook.detach().float()[tokens.to(device)])
         out = fit.run(z0)
         rot, cam_out = plain(rotation), plain(cam)
         if cfg.refit_camera and bool(out.refined.any()):

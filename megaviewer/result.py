@@ -67,6 +67,9 @@ class RecoveryResult:
     # ``Engine.label()`` of the engine that made it ("default (keypoints+landmarks, anny)"): after the app switches
     # models, a result on screen still says which one it came from.
     model: str | None = None
+    # (Q, N, D) the expected codes the network's bodies were decoded from (megaviewer.generate); None: the codes of
+    # ``tokens`` (argmax codes, or an unconditional result).
+    latents: torch.Tensor | None = None
 
     @property
     def num_samples(self) -> int:

@@ -29,6 +29,9 @@ class RecoverySettings:
     # Then fit each hypothesis's body to the keypoints too (megaviewer.refine): lower PA-MPJPE on the benchmark
     # and on hard poses (resources/bench/refine.json); ~0.1 s per person, so live streams turn it off.
     refine: bool = True
+    # Decode the expected code where the generation takes an argmax (megaviewer.generate): the deterministic
+    # pass and the last step of the stochastic one. Off: the paper's argmax codes.
+    expected_codes: bool = True
 
     @property
     def samples(self) -> int:
@@ -44,7 +47,7 @@ class RecoverySettings:
         seed = random.randrange(2**31 - 1) if self.random_seed else self.seed
         return {"mode": self.mode, "num_samples": self.samples, "steps": self.steps,
                 "temperature": self.temperature, "seed": seed, "fit_camera": self.fit_camera,
-                "refine": self.refine}
+                "refine": self.refine, "expected_codes": self.expected_codes}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

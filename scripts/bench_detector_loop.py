@@ -20,12 +20,14 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import RESULTS_DIR  # noqa: E402
 from benchmarks.detector_loop import run, tune_refinement  # noqa: E402
+from training.evaluate import EXPECTED_CODES_SUFFIX  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=None,
-                        help="NAME=DIR, repeatable (default: the shipped model as 'shipped')")
+                        help="NAME=DIR, repeatable; a NAME ending in +expected_codes decodes the expected codes, the "
+                             "others the argmax codes (default: the shipped model as the engine runs it)")
     parser.add_argument("--main", type=int, default=160, help="people of the main split")
     parser.add_argument("--hard", type=int, default=64, help="people of the hard-poses split")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "detector_loop.json")
@@ -38,7 +40,7 @@ def main() -> None:
 
     from megaviewer.io.atomic import atomic_write_text
 
-    models = dict(m.split("=", 1) for m in args.model) if args.model else {"shipped": None}
+    models = dict(m.split("=", 1) for m in args.model) if args.model else {"shipped" + EXPECTED_CODES_SUFFIX: None}
     if args.tune:
         from megaviewer.engine import Engine
 

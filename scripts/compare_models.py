@@ -12,6 +12,10 @@ every model: their meshes come from the prior and are built once (the evaluation
 one) put in without training (:func:`training.lifter.attach_lifter`): what the lifter alone buys. ``DIR@TOKENIZER``
 decodes the model's tokens through another tokenizer with the same codebook (e.g. one before its decoder
 fine-tune, :mod:`training.decoder`): what the sharper decoder alone buys.
+
+Every row decodes the paper's argmax codes except a row named ``<model>+expected_codes``, which decodes the
+expected codes (:mod:`megaviewer.generate`, the engine's default): the last row is the shipped default as the
+engine decodes it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
                                            "@resources/baselines/no_lifter_model/tokenizer"),
           "offsets_model": "resources/baselines/offsets_model",
           "dense_model": "resources/baselines/dense_model",
-          "default": "resources/default"}
+          "default": "resources/default",
+          "default+expected_codes": "resources/default"}
 WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
         "landmark_model": "the keypoint model taught the detector's 3D landmarks (3,000-step warm start, the "
                           "detector's gross 2D errors)",
@@ -52,7 +57,9 @@ WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key
                        "coarse levels twice as dense on the hands and feet",
         "default": "the whole `default` recipe: the same, with 64 tokens instead of 54, the coarse levels three times "
                    "as dense on the hands and feet, and the hand and foot vertices weighing twice as much in the "
-                   "tokenizer's loss"}
+                   "tokenizer's loss (argmax codes, as the paper decodes)",
+        "default+expected_codes": "the same model decoding the expected code of each token's predicted "
+                                  "distribution instead of its argmax (the engine's default)"}
 TOKENIZER_MESHES = 1024
 
 
@@ -77,6 +84,7 @@ def main() -> None:
         build_eval_set,
         deterministic_scores,
         landmark_observations,
+        row_decodes_expected_codes,
     )
     from training.tokenizer import evaluate_tokenizer
 
@@ -94,7 +102,9 @@ def main() -> None:
                                               else tokenizer_folder(REPO / folder.split("+")[0]))
         regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
         model = load_model(folder)
-        row: dict = {"folder": spec, "what": WHAT.get(name, ""), "kinds": list(model.config.conditioning.kinds)}
+        expected = row_decodes_expected_codes(name)
+        row: dict = {"folder": spec, "what": WHAT.get(name, ""), "kinds": list(model.config.conditioning.kinds),
+                     "expected_codes": expected}
         tok = evaluate_tokenizer(tokenizer, SyntheticMeshes(prior_kind="motion"), TOKENIZER_MESHES)
         row["tokenizer"] = {k: tok[k] for k in ("heldout_meshes", "pve_mm", "hands_feet_vertex_p95_mm")}
         if not splits:  # built once: the people (true meshes, keypoints, landmarks) do not depend on the tokenizer
@@ -106,7 +116,7 @@ def main() -> None:
             if "landmarks" in row["kinds"]:
                 sets["with_landmarks"] = data
             for label, people in sets.items():
-                scores = deterministic_scores(model, tokenizer, regressor, people)
+                scores = deterministic_scores(model, tokenizer, regressor, people, expected_codes=expected)
                 row[f"{split}_{label}"] = float(scores["pa_mpjpe"].mean())
         report["models"][name] = row
         print(name, json.dumps(row), flush=True)

@@ -51,6 +51,8 @@ def test_settings_are_one_source():
     stochastic = DEFAULTS.with_(mode="stochastic")
     kwargs = stochastic.recover_kwargs()
     assert kwargs["num_samples"] == DEFAULTS.num_samples and kwargs["seed"] == DEFAULTS.seed
+    assert kwargs["expected_codes"] is True and DEFAULTS.with_(expected_codes=False).recover_kwargs()[
+        "expected_codes"] is False
     fresh = {stochastic.with_(random_seed=True).recover_kwargs()["seed"] for _ in range(5)}
     assert len(fresh) > 1
     assert RecoverySettings.from_dict({"mode": "bogus"}).mode == DEFAULTS.mode

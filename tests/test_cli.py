@@ -208,8 +208,10 @@ def test_defaults_are_the_shared_settings(folder, tmp_path, capsys):
     from megaviewer.settings import DEFAULTS
 
     args = build_infer_parser().parse_args(["x", "--out", "o"])
-    assert (args.mode, args.steps, args.temperature, args.seed, args.camera_fit) == (
-        DEFAULTS.mode, DEFAULTS.steps, DEFAULTS.temperature, DEFAULTS.seed, DEFAULTS.fit_camera)
+    assert (args.mode, args.steps, args.temperature, args.seed, args.camera_fit, args.expected_codes) == (
+        DEFAULTS.mode, DEFAULTS.steps, DEFAULTS.temperature, DEFAULTS.seed, DEFAULTS.fit_camera,
+        DEFAULTS.expected_codes)
+    assert build_infer_parser().parse_args(["x", "--out", "o", "--argmax-codes"]).expected_codes is False
     out_dir = tmp_path / "out"
     code, stdout, _ = run([folder / "astronaut.png", "--out", out_dir, "--mode", "stochastic", "--formats", "npz",
                            "--quiet"], capsys)

@@ -154,20 +154,23 @@ def test_refinement_runs_after_the_camera_fit(engine, keypoints):
 
 def test_benchmark_engine_placement_is_what_recover_returns(engine, keypoints):
     """The benchmark's ``placement="engine"`` runs the engine's own fit: the same meshes as ``recover``, for one
-    deterministic person and for stochastic hypotheses."""
+    deterministic person and for stochastic hypotheses, with argmax codes (whose random-weight bodies the fit
+    changes) and with expected codes."""
     from training.evaluate import EngineFit, deterministic_mesh, stochastic_meshes
 
     fit = EngineFit(engine.coco_regressor, keypoints[None])
-    with torch.inference_mode():
-        cond = engine.model.encode_conditioning(engine._conditioning(keypoints, None))
-        det = deterministic_mesh(engine.model, engine.tokenizer, cond, fit)[0]
-        sto = stochastic_meshes(engine.model, engine.tokenizer, cond, 3, 2, 1.0, torch.Generator().manual_seed(5),
-                                fit)[0]
-    res = engine.recover(keypoints, mode="deterministic")
-    assert res.refinement is not None and bool(res.refinement.refined.any())  # the body fit did change the body
-    assert torch.allclose(det, (res.canonical_vertices @ res.rotation.transpose(-1, -2))[0], atol=1e-5)
-    res = engine.recover(keypoints, mode="stochastic", num_samples=3, steps=2, seed=5)
-    assert torch.allclose(sto, res.canonical_vertices @ res.rotation.transpose(-1, -2), atol=1e-5)
+    for expected in (False, True):
+        with torch.inference_mode():
+            cond = engine.model.encode_conditioning(engine._conditioning(keypoints, None))
+            det = deterministic_mesh(engine.model, engine.tokenizer, cond, fit, expected_codes=expected)[0]
+            sto = stochastic_meshes(engine.model, engine.tokenizer, cond, 3, 2, 1.0,
+                                    torch.Generator().manual_seed(5), fit, expected_codes=expected)[0]
+        res = engine.recover(keypoints, mode="deterministic", expected_codes=expected)
+        if not expected:
+            assert res.refinement is not None and bool(res.refinement.refined.any())  # the body fit changed it
+        assert torch.allclose(det, (res.canonical_vertices @ res.rotation.transpose(-1, -2))[0], atol=1e-5)
+        res = engine.recover(keypoints, mode="stochastic", num_samples=3, steps=2, seed=5, expected_codes=expected)
+        assert torch.allclose(sto, res.canonical_vertices @ res.rotation.transpose(-1, -2), atol=1e-5)
 
 
 def test_fit_to_keypoints_in_chunks_equals_one_call(engine, keypoints):
@@ -191,3 +194,24 @@ def test_fit_to_keypoints_in_chunks_equals_one_call(engine, keypoints):
     assert torch.allclose(whole.rotation, chunked.rotation, atol=1e-6)
     assert torch.equal(whole.refinement.refined, chunked.refinement.refined)
     assert chunked.refinement.latents.shape[0] == 5
+
+
+def test_expected_codes_change_the_body_and_not_the_tokens(engine, keypoints):
+    """``expected_codes`` (on by default) decodes the mean code of the deterministic pass; off, the argmax codes
+    of the paper. The token ids are the argmax either way."""
+    from megaviewer import generate
+
+    on = engine.recover(keypoints, fit_camera=False)
+    off = engine.recover(keypoints, fit_camera=False, expected_codes=False)
+    assert torch.equal(on.tokens, off.tokens)
+    with torch.inference_mode():
+        cond = engine.model.encode_conditioning(engine._conditioning(keypoints, None))
+        out = generate.deterministic(engine.model, cond, codebook=engine.tokenizer.quantizer.codebook)
+        torch.testing.assert_close(off.canonical_vertices, engine.tokenizer.decode(off.tokens))
+        torch.testing.assert_close(on.canonical_vertices, engine.tokenizer.decode_latents(out.latents))
+    assert (on.canonical_vertices - off.canonical_vertices).abs().max() > 1e-4
+    stochastic = engine.recover(keypoints, mode="stochastic", num_samples=3, steps=3, seed=1, fit_camera=False)
+    argmax = engine.recover(keypoints, mode="stochastic", num_samples=3, steps=3, seed=1, fit_camera=False,
+                            expected_codes=False)
+    assert torch.equal(stochastic.tokens, argmax.tokens)
+    assert not torch.allclose(stochastic.canonical_vertices, argmax.canonical_vertices)

@@ -71,6 +71,8 @@ def test_npz_holds_the_documented_schema(tmp_path):
     for key in ("error_before", "error_after", "rotation_change_deg"):
         assert data[f"camera_fit_{key}"].shape == (q,) and data[f"camera_fit_{key}"].dtype == np.float32
     assert data["refined_latents"].shape == (q, res.tokens.shape[1], 9) and data["refined"].shape == (q,)
+    assert data["latents"].shape == (q, res.tokens.shape[1], 9)  # the expected codes, decoded by default
+    np.testing.assert_allclose(data["latents"], res.latents.numpy())
 
     unfitted = engine.recover(np.zeros((17, 3), np.float32), mode="stochastic", num_samples=3, return_trace=False,
                               crop=CropBox((100.0, 120.0), 150.0, (320, 240)), fit_camera=False)
@@ -78,6 +80,10 @@ def test_npz_holds_the_documented_schema(tmp_path):
     fit_keys = {k for k in documented if k.startswith(("network_", "camera_fit_", "refine"))}
     assert len(fit_keys) == 11 and not fit_keys & files
     assert set(documented) - optional - fit_keys == files
+
+    argmax = engine.recover(np.zeros((17, 3), np.float32), mode="stochastic", num_samples=3, return_trace=False,
+                            expected_codes=False)
+    assert "latents" not in np.load(export_npz(tmp_path / "argmax.npz", argmax)).files  # the tokens' own codes
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, mesh, monkeypatch):

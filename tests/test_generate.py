@@ -154,8 +154,76 @@ def test_sample_categorical_many_draws_per_row_match_single_draws() -> None:
 @pytest.mark.parametrize("return_trace", [False, True])
 def test_generate_iterative_returns_tokens_and_trace_or_none(model: Mega, cond: CondEncoding,
                                                              return_trace: bool) -> None:
-    tokens, trace = generate.generate_iterative(model, cond, 2, lambda t, T: 1.0, _gen(0), return_trace, repeats=2)
+    tokens, trace, _ = generate.generate_iterative(model, cond, 2, lambda t, T: 1.0, _gen(0), return_trace, repeats=2)
     assert tokens.shape == (4, N)
     assert (trace is not None) == return_trace
     if trace is not None:
         assert torch.equal(trace.tokens[-1], tokens)
+
+
+def _codebook(dim: int = 9) -> torch.Tensor:
+    return torch.randn(S, dim, generator=_gen(7))
+
+
+def test_deterministic_expected_codes_are_the_mean_code_under_the_predicted_distribution(
+        model: Mega, cond: CondEncoding) -> None:
+    book = _codebook()
+    plain = generate.deterministic(model, cond)
+    result = generate.deterministic(model, cond, codebook=book)
+    assert plain.latents is None
+    assert torch.equal(result.tokens, plain.tokens)  # the ids stay the argmax
+    with torch.no_grad():
+        logits = model(torch.zeros(2, N, dtype=torch.long), torch.zeros(2, N, dtype=torch.bool),
+                       {"keypoints": _keypoints(2)}, use_cache=False).logits
+    torch.testing.assert_close(result.latents, torch.softmax(logits, -1) @ book, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(result.latents, book[result.tokens], atol=1e-3)  # not the argmax code
+
+
+@pytest.mark.parametrize("steps", [2, 5])
+def test_stochastic_expected_codes_fill_only_the_last_steps_positions(model: Mega, cond: CondEncoding,
+                                                                      steps: int) -> None:
+    book, q = _codebook(), 3
+    plain = generate.stochastic(model, cond, num_samples=q, steps=steps, generator=_gen(3))
+    result = generate.stochastic(model, cond, num_samples=q, steps=steps, generator=_gen(3), codebook=book,
+                                 return_trace=True)
+    assert torch.equal(result.tokens, plain.tokens)  # the same samples: the codebook changes no draw
+    committed = result.trace.visible[-2]  # visible before the last step
+    torch.testing.assert_close(result.latents[committed], book[result.tokens][committed])
+    tokens_before = torch.where(committed, result.tokens, 0)
+    with torch.no_grad():
+        logits = model.token_logits(tokens_before, committed, cond.repeat(q))
+    expected = torch.softmax(logits, -1) @ book
+    torch.testing.assert_close(result.latents[~committed], expected[~committed], atol=1e-5, rtol=1e-4)
+
+
+def test_one_step_stochastic_expected_codes_equal_the_deterministic_ones(model: Mega, cond: CondEncoding) -> None:
+    book = _codebook()
+    one = generate.stochastic(model, cond, num_samples=4, steps=1, generator=_gen(1), codebook=book)
+    det = generate.deterministic(model, cond, codebook=book)
+    torch.testing.assert_close(one.latents, det.latents.repeat_interleave(4, dim=0), atol=1e-5, rtol=1e-4)
+
+
+def test_generation_decodes_its_expected_codes_when_it_has_them(model: Mega, cond: CondEncoding) -> None:
+    class Recorder:  # a stand-in tokenizer that says which route decoded
+        decoder = torch.nn.Linear(1, 1)
+
+        def decode(self, ids: torch.Tensor) -> str:
+            return "ids"
+
+        def decode_latents(self, latents: torch.Tensor) -> str:
+            return "latents"
+
+    assert generate.deterministic(model, cond).decode(Recorder()) == "ids"
+    assert generate.deterministic(model, cond, codebook=_codebook()).decode(Recorder()) == "latents"
+
+
+def test_expected_codes_of_overflowing_logits_fall_back_to_the_argmax_code() -> None:
+    book = _codebook()
+    logits = torch.randn(3, S, generator=_gen(4))
+    logits[1, 7] = float("inf")
+    logits[2, :] = float("nan")
+    out = generate.expected_codes(logits, book)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], torch.softmax(logits[0], -1) @ book)
+    torch.testing.assert_close(out[1], book[7])
+    torch.testing.assert_close(out[2], book[logits[2].argmax()])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests._gui_helpers import WAIT_MS, gui_marks, open_window, spy_on_recover, stub_factory, tiny_engine, write_video
 
@@ -165,3 +166,33 @@ def test_before_fit_view_shows_the_network_body_in_3d_and_on_the_photo(make_wind
     action.trigger()  # off again: the fitted body is back on the photo
     back = _image_view_pixels(window, qtbot)
     assert (np.abs(back.astype(int) - after_photo.astype(int)).max(axis=-1) > 30).mean() < 0.0005
+
+
+def test_expected_codes_checkbox_reaches_recovery_and_changes_the_drawn_body(make_window, monkeypatch, qtbot):
+    """Mode > Expected codes (on by default): unchecked, the engine decodes the argmax codes and the viewport
+    draws another body; the tokens stay the same."""
+    from tests._engines import trained_engine
+
+    engine = trained_engine()
+    calls = spy_on_recover(monkeypatch, engine, "expected_codes")
+    window = make_window(engine)
+    box = window.controls.expected_codes
+    assert box.isChecked() and window.session.settings.expected_codes
+    window.session.show_image(photo())
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=WAIT_MS)
+    assert calls[-1] is True
+    first = window.state.result
+    qtbot.wait(200)
+    expected_view = window.viewport.screenshot().astype(int)
+
+    seen = len(calls)
+    box.setChecked(False)
+    qtbot.waitUntil(lambda: window.state.result is not first, timeout=WAIT_MS)
+    assert calls[seen:] and all(c is False for c in calls[seen:]) and not window.session.settings.expected_codes
+    second = window.state.result
+    assert torch.equal(second.tokens, first.tokens)
+    assert not np.allclose(second.canonical_vertices.numpy(), first.canonical_vertices.numpy(), atol=1e-3)
+    qtbot.wait(200)
+    argmax_view = window.viewport.screenshot().astype(int)
+    assert (np.abs(argmax_view - expected_view).max(axis=-1) > 8).mean() > 0.002  # another body is drawn
+    window.close()

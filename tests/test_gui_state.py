@@ -81,8 +81,9 @@ def test_settings_from_dict_is_tolerant():
     assert (odd.mode, odd.num_samples, odd.steps, odd.random_seed) == ("deterministic", 12, 5, True)
     assert odd.fit_camera is True  # the camera fit is on unless switched off
     assert RecoverySettings.from_dict({"fit_camera": "false"}).fit_camera is False
-    off = RecoverySettings(fit_camera=False)
+    off = RecoverySettings(fit_camera=False, expected_codes=False)
     assert RecoverySettings.from_dict(off.to_dict()) == off
+    assert RecoverySettings.from_dict({"expected_codes": "false"}).expected_codes is False
 
 
 def test_result_meshes_decode_fig3_tokens_lazily_and_cache():

@@ -165,3 +165,22 @@ def test_landmarks_pull_the_limbs_toward_their_directions_in_depth(tokenizer, re
     blind = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints,
                               RefineConfig(landmark_weight=1.0), landmarks=unseen)
     assert torch.allclose(blind.canonical_vertices, plain.canonical_vertices, atol=1e-5)
+
+
+def test_fit_starts_from_and_is_anchored_to_the_latents_it_is_given(tokenizer, regressor, body_assets):
+    """Expected codes (megaviewer.generate) are latents off the codebook: the fit starts from them. Given the
+    tokens' own codes it is the fit of the tokens; given other latents, its anchor and its start are those."""
+    tokens, rotation, cam, keypoints, _ = _scene(tokenizer, regressor, body_assets, seed=3)
+    codes = tokenizer.quantizer.codebook.detach()[tokens]
+    plain = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints)
+    same = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints, latents=codes)
+    torch.testing.assert_close(same.latents, plain.latents)
+    torch.testing.assert_close(same.canonical_vertices, plain.canonical_vertices)
+    other = codes + 0.3 * torch.randn(codes.shape, generator=torch.Generator().manual_seed(0))
+    moved = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints, latents=other)
+    shift = (moved.latents - other).pow(2).sum(-1).mean(-1).sqrt()
+    torch.testing.assert_close(moved.latent_shift, shift)  # measured from the given latents
+    idle = refine_hypotheses(tokenizer, regressor, tokens, rotation, cam, keypoints, RefineConfig(steps=0),
+                             latents=other)
+    with torch.no_grad():
+        torch.testing.assert_close(idle.canonical_vertices, tokenizer.decode_latents(other), atol=1e-5, rtol=1e-4)

@@ -56,14 +56,19 @@ def test_detector_loop_scores_every_row_on_the_same_people(monkeypatch, syntheti
     monkeypatch.setattr("megaviewer.engine.Engine.from_pretrained", classmethod(lambda cls, folder=None: tiny_engine()))
     split = detector_loop.build_split("main", 4, meshes=synthetic_meshes)
     monkeypatch.setattr(detector_loop, "build_split", lambda name, count, **_: split)
-    report = detector_loop.run({"tiny": None}, ("main",), {"main": 4}, progress=False)
+    decoded = []
+    real_run_engine = detector_loop.run_engine
+    monkeypatch.setattr(detector_loop, "run_engine", lambda *a: decoded.append(a[4]) or real_run_engine(*a))
+    report = detector_loop.run({"tiny": None, "tiny+expected_codes": None}, ("main",), {"main": 4}, progress=False)
     main = report["splits"]["main"]
     assert main["scored"] == len(split.usable) >= 1
     rows = main["rows"]
-    assert set(rows) == {"mediapipe_landmarks", "tiny", "tiny +fit"}
+    assert set(rows) == {"mediapipe_landmarks", "tiny", "tiny +fit", "tiny+expected_codes",
+                         "tiny+expected_codes +fit"}
     for row in rows.values():
         assert 0 < row["pa_mpjpe"] < 1000 and 0 < row["pa_mpjpe_limbs12"] < 1000
     assert len(rows["tiny"]["per_person_pa_mpjpe"]) == main["scored"]
+    assert decoded == [False, False, True, True]  # the argmax codes unless the name asks for expected ones
 
 
 def test_cached_detections_rebuild_the_same_people(tmp_path):

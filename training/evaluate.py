@@ -14,12 +14,16 @@ Placement: ``"network"`` (the default) scores the network alone, each mesh turne
 (:func:`megaviewer.keypoint_fit.fit_to_keypoints`): every hypothesis's rotation and camera fitted to the
 person's keypoints, then its body fitted to them (and to the landmarks, which the benchmark gives a model that
 reads them). The people, observations and samples are the same in both.
+
+Decoding: by default as the engine decodes (``DEFAULTS.expected_codes``: the expected code where the generation
+takes an argmax, :mod:`megaviewer.generate`); the deterministic mode's scores with the paper's argmax codes of
+the same pass are recorded beside them (``deterministic_argmax_codes``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -92,8 +96,6 @@ def training_observations(landmarks: bool, gross_2d_errors: bool,
     """The simulated detector of synthetic conditioned training (recipes and ``megaviewer-train``): the 3D
     landmarks for ``landmark_prob`` of the people when the model reads them, and the real detector's gross 2D
     errors (:data:`training.data.observations.GROSS_2D_ERRORS`) when asked."""
-    from dataclasses import replace
-
     from training.data.observations import GROSS_2D_ERRORS
 
     observation = landmark_observations(landmark_prob) if landmarks else ObservationConfig()
@@ -125,6 +127,16 @@ def conditioning_kinds(model: Mega) -> tuple[str, ...]:
     return tuple(model.config.conditioning.kinds)
 
 
+EXPECTED_CODES_SUFFIX = "+expected_codes"
+
+
+def row_decodes_expected_codes(name: str) -> bool:
+    """Whether a row of a model comparison (``scripts/compare_models.py``, the detector-in-the-loop benchmark)
+    decodes the expected codes: only a row named ``<model>+expected_codes``; the others decode the paper's argmax
+    codes, as each model was first measured, so each row still adds one change to the one before it."""
+    return name.endswith(EXPECTED_CODES_SUFFIX)
+
+
 PLACEMENTS = ("network", "engine")
 ENGINE_FIT_ROWS = 200  # rows per body-fit call: bounds the memory of differentiating through the decoder
 
@@ -146,7 +158,7 @@ class EngineFit:
         fitted = fit_to_keypoints(tokenizer, self.regressor, out.tokens, canonical, rot6d_to_matrix(out.rot6d),
                                   out.cam, per_row(self.keypoints), refine=self.refine,
                                   landmarks=per_row(self.landmarks) if self.landmarks is not None else None,
-                                  chunk_rows=ENGINE_FIT_ROWS)
+                                  chunk_rows=ENGINE_FIT_ROWS, latents=out.latents)
         return fitted.oriented
 
 
@@ -159,36 +171,42 @@ def engine_fit(data: EvalSet, rows: slice, regressor: torch.Tensor) -> EngineFit
 
 def _placed(tokenizer: MeshVQVAE, out: generate.GenerationResult, fit: EngineFit | None) -> torch.Tensor:
     """Oriented, centroid-centred meshes of a generation: by the network's rotation, or placed as the engine does."""
-    canonical = tokenizer.decode(out.tokens)
+    canonical = out.decode(tokenizer)
     if fit is not None:
         return fit.place(tokenizer, out, canonical)
     return canonical @ rot6d_to_matrix(out.rot6d).transpose(-1, -2)
 
 
-def deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond, fit: EngineFit | None = None) -> torch.Tensor:
+def _codebook(tokenizer: MeshVQVAE, expected_codes: bool) -> torch.Tensor | None:
+    return tokenizer.quantizer.codebook if expected_codes else None
+
+
+def deterministic_mesh(model: Mega, tokenizer: MeshVQVAE, cond, fit: EngineFit | None = None,
+                       expected_codes: bool = DEFAULTS.expected_codes) -> torch.Tensor:
     """The deterministic mode's oriented, centroid-centred meshes (B, V, 3) for encoded conditioning."""
-    return _placed(tokenizer, generate.deterministic(model, cond), fit)
+    return _placed(tokenizer, generate.deterministic(model, cond, codebook=_codebook(tokenizer, expected_codes)), fit)
 
 
 def stochastic_meshes(model: Mega, tokenizer: MeshVQVAE, cond, num_samples: int, steps: int, temperature: float,
-                      generator: torch.Generator, fit: EngineFit | None = None) -> torch.Tensor:
+                      generator: torch.Generator, fit: EngineFit | None = None,
+                      expected_codes: bool = DEFAULTS.expected_codes) -> torch.Tensor:
     """The stochastic mode's Q oriented meshes per person, (B, Q, V, 3), for encoded conditioning of B people."""
     out = generate.stochastic(model, cond, num_samples=num_samples, steps=steps, temperature=temperature,
-                              generator=generator)
+                              generator=generator, codebook=_codebook(tokenizer, expected_codes))
     meshes = _placed(tokenizer, out, fit)
     return meshes.view(-1, num_samples, *meshes.shape[1:])
 
 
 @torch.inference_mode()
 def deterministic_scores(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: EvalSet,
-                         batch: int = 64) -> dict[str, torch.Tensor]:
+                         batch: int = 64, expected_codes: bool = DEFAULTS.expected_codes) -> dict[str, torch.Tensor]:
     """Per-person PVE / MPJPE / PA-MPJPE (mm) of the deterministic mode alone: the cheap check a training-speed
     benchmark runs many times."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, data.vertices.shape[0], batch):
         cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + batch)))
-        mesh = deterministic_mesh(model, tokenizer, cond)
+        mesh = deterministic_mesh(model, tokenizer, cond, expected_codes=expected_codes)
         for k, v in _scores(mesh, data.vertices[i:i + batch], regressor.float()).items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -198,7 +216,7 @@ def deterministic_scores(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Ten
 def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: EvalSet, *,
              q_values: tuple[int, ...] = Q_VALUES, steps: int = 5, temperature: float = 1.0, seed: int = 0,
              batch: int = 32, unconditional_model: Mega | None = None, apd_samples: int = 100,
-             placement: str = "network") -> dict:
+             placement: str = "network", expected_codes: bool = DEFAULTS.expected_codes) -> dict:
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     model.eval()
@@ -207,6 +225,8 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
     count = data.vertices.shape[0]
     q_max = max(q_values)
     det: dict[str, list[torch.Tensor]] = {"pve": [], "mpjpe": [], "pa_mpjpe": []}
+    det_argmax: dict[str, list[torch.Tensor]] = {k: [] for k in det}
+    codebook = _codebook(tokenizer, expected_codes)
     minq = {q: {k: [] for k in det} for q in q_values}
     meanq = {q: {k: [] for k in (*det, "dist_to_det", "sd")} for q in q_values if q > 1}
     spearman, timings = [], {"deterministic_s": 0.0, "stochastic_s": 0.0}
@@ -218,12 +238,16 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
         rows = slice(i, i + batch)
         cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), rows))
         fit = engine_fit(data, rows, regressor) if placement == "engine" else None
-        det_mesh = deterministic_mesh(model, tokenizer, cond, fit)
+        out = generate.deterministic(model, cond, codebook=codebook)
+        det_mesh = _placed(tokenizer, out, fit)
         timings["deterministic_s"] += time.perf_counter() - t0
         for k, v in _scores(det_mesh, gt, regressor).items():
             det[k].append(v)
+        if codebook is not None:  # the paper's argmax codes of the same pass, for the record
+            for k, v in _scores(_placed(tokenizer, replace(out, latents=None), fit), gt, regressor).items():
+                det_argmax[k].append(v)
         t0 = time.perf_counter()
-        samples = stochastic_meshes(model, tokenizer, cond, q_max, steps, temperature, gen, fit)
+        samples = stochastic_meshes(model, tokenizer, cond, q_max, steps, temperature, gen, fit, expected_codes)
         timings["stochastic_s"] += time.perf_counter() - t0
         scores = _scores(samples, gt[:, None], regressor)  # (b, Q) each
         for q in q_values:
@@ -244,6 +268,7 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
     cat = lambda xs: torch.cat(xs).mean().item()  # noqa: E731
     result = {
         "count": count, "steps": steps, "temperature": temperature, "placement": placement,
+        "expected_codes": expected_codes,
         "deterministic": {k: cat(v) for k, v in det.items()},
         "min_of_q": {str(q): {k: cat(v) for k, v in minq[q].items()} for q in q_values},
         "mean_of_q": {str(q): {k: cat(v) for k, v in meanq[q].items()} for q in meanq},
@@ -256,6 +281,11 @@ def evaluate(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: E
         "ms_per_person_deterministic": timings["deterministic_s"] / count * 1000,
         f"ms_per_person_stochastic_q{q_max}": timings["stochastic_s"] / count * 1000,
     }
+    if codebook is not None:
+        result["deterministic_argmax_codes"] = {k: cat(v) for k, v in det_argmax.items()}
+        complete = all_keypoints_detected(data.keypoints)
+        result["deterministic_argmax_codes"]["all_17_detected_pa_mpjpe"] = \
+            torch.cat(det_argmax["pa_mpjpe"])[complete].mean().item()
     result["by_detection"] = detection_breakdown(data.keypoints, torch.cat(det["pa_mpjpe"]),
                                                  torch.cat(minq[q_max]["pa_mpjpe"]), q_max)
     first, last = result["min_of_q"][str(q_values[0])], result["min_of_q"][str(q_max)]
@@ -313,6 +343,8 @@ def unconditional_apd(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor
 
 def format_table(result: dict) -> str:
     rows = [("deterministic", result["deterministic"])]
+    if "deterministic_argmax_codes" in result:
+        rows.append(("  with argmax codes", result["deterministic_argmax_codes"]))
     rows += [(f"min-of-{q}", v) for q, v in result["min_of_q"].items()]
     rows += [(f"mean-of-{q}", v) for q, v in result["mean_of_q"].items()]
     rows.append(("mean-pose baseline", result["mean_pose_baseline"]))

@@ -156,7 +156,8 @@ def recover_person(engine: Engine, person: Person, settings: RecoverySettings = 
     result = engine.recover(keypoints, **inputs, **settings.recover_kwargs())
     reference = None
     if with_reference and settings.mode == "stochastic":
-        reference = engine.recover(keypoints, mode="deterministic", fit_camera=settings.fit_camera, **inputs)
+        reference = engine.recover(keypoints, mode="deterministic", fit_camera=settings.fit_camera,
+                                   expected_codes=settings.expected_codes, **inputs)
     return Recovery(result, reference, (time.perf_counter() - start) * 1000)
 
 

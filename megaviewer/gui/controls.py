@@ -34,7 +34,7 @@ class RecoveryControls(QWidget):
         super().__init__(parent)
         mode_box = QGroupBox("Mode", self)
         self.deterministic = QRadioButton("Deterministic", mode_box)
-        self.deterministic.setToolTip("One decoder pass, most likely token everywhere (fast, one mesh)")
+        self.deterministic.setToolTip("One decoder pass over all tokens (fast, one mesh)")
         self.stochastic = QRadioButton("Stochastic", mode_box)
         self.stochastic.setToolTip("Q hypotheses sampled over T iterative unmasking steps (Ctrl+M)")
         self._mode_group = QButtonGroup(self)
@@ -46,6 +46,10 @@ class RecoveryControls(QWidget):
         self.refine = QCheckBox("Fit bodies to keypoints", mode_box)
         self.refine.setToolTip("After the camera fit, fits each hypothesis's body to the detected keypoints "
                                "(about 0.1 s per person; the live view skips it); off = the network's bodies")
+        self.expected_codes = QCheckBox("Expected codes", mode_box)
+        self.expected_codes.setToolTip("Where the generation picks the most likely code (the deterministic pass, the "
+                                       "last stochastic step), decode the code averaged under the model's "
+                                       "distribution instead: more accurate bodies; off = the paper's argmax")
         mode_column = QVBoxLayout(mode_box)
         mode_row = QHBoxLayout()
         mode_row.addWidget(self.deterministic)
@@ -53,6 +57,7 @@ class RecoveryControls(QWidget):
         mode_column.addLayout(mode_row)
         mode_column.addWidget(self.fit_camera)
         mode_column.addWidget(self.refine)
+        mode_column.addWidget(self.expected_codes)
 
         self.sampling = QGroupBox("Sampling", self)
         self.samples = QSpinBox(self.sampling)
@@ -108,7 +113,7 @@ class RecoveryControls(QWidget):
         self.set_settings(settings or RecoverySettings())
         for signal in (self.deterministic.toggled, self.samples.valueChanged, self.steps.valueChanged,
                        self.temperature.valueChanged, self.seed.valueChanged, self.random_seed.toggled,
-                       self.fit_camera.toggled, self.refine.toggled):
+                       self.fit_camera.toggled, self.refine.toggled, self.expected_codes.toggled):
             signal.connect(self._changed)
         self.recover_button.clicked.connect(self.recoverRequested)
         self.random_button.clicked.connect(self.randomRequested)
@@ -119,13 +124,13 @@ class RecoveryControls(QWidget):
             num_samples=self.samples.value(), steps=self.steps.value(),
             temperature=round(self.temperature.value(), 4), seed=self.seed.value(),
             random_seed=self.random_seed.isChecked(), fit_camera=self.fit_camera.isChecked(),
-            refine=self.refine.isChecked(),
+            refine=self.refine.isChecked(), expected_codes=self.expected_codes.isChecked(),
         )
 
     def set_settings(self, settings: RecoverySettings) -> None:
         """Show ``settings`` without emitting ``settingsChanged`` for each field."""
         widgets = (self.deterministic, self.stochastic, self.samples, self.steps, self.temperature, self.seed,
-                   self.random_seed, self.fit_camera, self.refine)
+                   self.random_seed, self.fit_camera, self.refine, self.expected_codes)
         for widget in widgets:
             widget.blockSignals(True)
         (self.stochastic if settings.mode == "stochastic" else self.deterministic).setChecked(True)
@@ -136,6 +141,7 @@ class RecoveryControls(QWidget):
         self.random_seed.setChecked(settings.random_seed)
         self.fit_camera.setChecked(settings.fit_camera)
         self.refine.setChecked(settings.refine)
+        self.expected_codes.setChecked(settings.expected_codes)
         for widget in widgets:
             widget.blockSignals(False)
         self._sync_enabled()

@@ -32,6 +32,8 @@ key                                 shape / dtype    meaning
 ``vertex_sd_mm``                    (V,) f32         per-vertex spread of the canonical samples, mm (0 if Q = 1)
 ``faces``                           (F, 3) i32       triangles, 0-based, of the working topology
 ``tokens``                          (Q, N) i64       the mesh tokens (Mesh-VQ-VAE codebook indices)
+``latents``                         (Q, N, D) f32    the expected codes the network's bodies were decoded
+                                                     from, when they were (the default)*****
 ``joints``                          (Q, 17, 3) f32   COCO-17 3D joints in the camera frame, metres
 ``joint_names``                     (17,) str        COCO-17 keypoint names
 ``rotation``                        (Q, 3, 3) f32    camera-frame orientation: camera = R · canonical + t
@@ -64,6 +66,7 @@ key                                 shape / dtype    meaning
 (:mod:`megaviewer.camera_fit`, the engine's default); errors are in normalised crop units (box side = 2).
 (***) only when the detector (or the keypoints file) gave them (:mod:`megaviewer.vision.landmarks`).
 (****) only when the bodies were refined to the keypoints (:mod:`megaviewer.refine`, the default for photos).
+(*****) only when the engine decoded expected codes instead of the tokens' codes (:mod:`megaviewer.generate`).
 Load with ``numpy.load(path)``; string entries are numpy unicode arrays (``str(data["mode"])``).
 """
 
@@ -159,6 +162,8 @@ def export_npz(path: str | os.PathLike, result: RecoveryResult, person_index: in
         data["camera_fit_error_before"] = arr(fit.error_before)
         data["camera_fit_error_after"] = arr(fit.error_after)
         data["camera_fit_rotation_change_deg"] = arr(fit.rotation_change_deg)
+    if getattr(result, "latents", None) is not None:
+        data["latents"] = arr(result.latents)
     refinement = getattr(result, "refinement", None)
     if refinement is not None:
         data["refined_latents"] = arr(refinement.latents)
