@@ -11,7 +11,8 @@ hypothesis is
     + ``bone_prior`` · mean squared change of the limb and torso lengths (fit by turning limbs, not by
       stretching them: a 2D error says little about a bone's length, which foreshortening hides),
 
-where z0 are the hypothesis's own quantised latents. Each hypothesis is pulled towards the keypoints but
+where z0 are the latents the hypothesis was decoded from (its tokens' codes, or the expected codes of
+:mod:`megaviewer.generate`). Each hypothesis is pulled towards the keypoints but
 anchored to where it started, so stochastic hypotheses converge where the keypoints pin the body down (in
 the image plane, at confident keypoints) and stay distinct where the photo says nothing (depth, missing
 keypoints). The placement is not a free parameter of the optimisation: the rotation stays the one given
