@@ -799,7 +799,29 @@ def throughput_section(t: dict | None) -> str:
     if earlier and earlier.get("variants"):
         out += ["", f"Runs of {earlier['date']}, under other load (each against its own baseline run). "
                     f"{earlier.get('note', '')}\n", *_throughput_rows(earlier["variants"])]
+    expected = t.get("expected_codes_runs")
+    if expected and expected.get("variants"):
+        out += ["", "Decoded as the engine decodes (expected codes, docs/expected-codes.md): runs of "
+                    f"{expected['date']} scored at every evaluation both ways, minutes to the same "
+                    f"{t['target_pa_mpjpe']:g} mm for each decoding and speed-ups against the baseline run beside "
+                    f"them decoded the same way. {expected.get('note', '')}\n",
+                *_expected_codes_rows(expected["variants"])]
     return "\n".join(out) + "\n"
+
+
+def _expected_codes_rows(variants: dict[str, dict]) -> list[str]:
+    """One row per recipe of the runs scored with the argmax and the expected codes."""
+    out = ["| recipe | training minutes | PA-MPJPE at the end, argmax / expected codes, mm | minutes to target, "
+           "argmax / expected codes | vs baseline, argmax / expected codes |", "|---|---|---|---|---|"]
+    for result in variants.values():
+        last = result["curve"][-1]
+        reach = [result.get("minutes_to_target"), result.get("minutes_to_target_expected_codes")]
+        out.append(f"| `{result['variant']['name']}`: {result['variant']['label']} | {last['train_minutes']:.1f} | "
+                   f"{last['pa_mpjpe']:.1f} / {last['pa_mpjpe_expected_codes']:.1f} | "
+                   + " / ".join("not reached" if r is None else f"{r:.1f}" for r in reach) + " | "
+                   + " / ".join(_times(result.get(k)) or "–" for k in ("speedup_vs_baseline",
+                                                                      "speedup_vs_baseline_expected_codes")) + " |")
+    return out
 
 
 def tokenizer_speed_section(t: dict | None) -> str:

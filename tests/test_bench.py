@@ -213,6 +213,29 @@ def test_training_speed_variants_read_the_inputs_they_name(tmp_path) -> None:
     curve = [CurvePoint(300, 2.0, 90.0, 150.0), CurvePoint(600, 4.0, 70.0, 120.0)]
     assert minutes_to_target(curve, 80.0) == pytest.approx(3.0)
     assert minutes_to_target(curve, 60.0) is None
+    assert minutes_to_target(curve, 80.0, expected_codes=True) is None  # not recorded with expected codes
+
+
+def test_training_speed_counts_minutes_with_expected_codes_apart() -> None:
+    """Each evaluation also decodes the expected codes; their minutes to the target and speed-ups are computed
+    from those figures alone, against the baseline's own expected-code curve."""
+    from dataclasses import asdict
+
+    from benchmarks.training_speed import CurvePoint, add_speedups, minutes_to_target
+
+    base = [CurvePoint(300, 10.0, 90.0, 150.0, pa_mpjpe_expected_codes=84.0),
+            CurvePoint(600, 20.0, 77.0, 120.0, pa_mpjpe_expected_codes=70.0)]
+    mine = [CurvePoint(300, 2.0, 85.0, 140.0, pa_mpjpe_expected_codes=78.7),
+            CurvePoint(600, 4.0, 79.0, 130.0, pa_mpjpe_expected_codes=76.7)]
+    assert minutes_to_target(base, 77.7, expected_codes=True) == pytest.approx(10.0 + 10.0 * 6.3 / 14.0)
+    assert minutes_to_target(mine, 77.7, expected_codes=True) == pytest.approx(3.0)
+    assert minutes_to_target(mine, 77.7) is None  # the argmax codes never get there
+    variants = {name: {"curve": [asdict(p) for p in curve], "minutes_to_target": minutes_to_target(curve, 77.7),
+                       "minutes_to_target_expected_codes": minutes_to_target(curve, 77.7, expected_codes=True)}
+                for name, curve in (("baseline", base), ("mine", mine))}
+    add_speedups(variants)
+    assert variants["mine"]["speedup_vs_baseline"] is None
+    assert variants["mine"]["speedup_vs_baseline_expected_codes"] == pytest.approx((10.0 + 10.0 * 6.3 / 14.0) / 3.0)
 
 
 def test_tokenizer_speed_scores_every_checkpoint_against_the_baselines_end(tmp_path) -> None:
