@@ -132,15 +132,14 @@ class CurvePoint:
     pa_mpjpe_expected_codes: float | None = None
 
 
-def deterministic_pa_mpjpe(model_dir: Path, tokenizer, regressor, data,
-                           expected_codes: bool = False) -> tuple[float, float]:
-    """Deterministic PA-MPJPE and MPJPE (mm) of a checkpoint; by default decoded with the argmax codes, as the
-    target (the baseline recipe's accuracy) was measured."""
-    from megaviewer.model.mega import load_mega
-    from training.evaluate import deterministic_scores
+def deterministic_pa_mpjpe(model, tokenizer, regressor, data) -> tuple[float, float, float]:
+    """Deterministic PA-MPJPE and MPJPE (mm) of a model decoded with the argmax codes, as the target (the
+    baseline recipe's accuracy) was measured, and its PA-MPJPE decoded with the expected codes, from one pass."""
+    from training.evaluate import deterministic_scores_by_decoding
 
-    scores = deterministic_scores(load_mega(model_dir), tokenizer, regressor, data, expected_codes=expected_codes)
-    return scores["pa_mpjpe"].mean().item(), scores["mpjpe"].mean().item()
+    scores = deterministic_scores_by_decoding(model, tokenizer, regressor, data)
+    mean = lambda x: x.mean().item()  # noqa: E731
+    return mean(scores[False]["pa_mpjpe"]), mean(scores[False]["mpjpe"]), mean(scores[True]["pa_mpjpe"])
 
 
 def first_reach(points: list[tuple[float, float]], target: float) -> float | None:
@@ -183,6 +182,8 @@ def variant_config(stage: MegaStage, out: Path, init: Path, lifter: Path | None,
 def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regressor, data, eval_every: int,
                 threads: int, max_minutes: float, target: float, progress: bool = False,
                 tokenizer_dir: Path | None = None) -> dict:
+    from megaviewer.model.mega import load_mega
+    from training.evaluate import deterministic_scores
     from training.loop import training_record
     from training.mega_conditioned import train_conditioned
     from training.run_recipe import train_lifter_stage
@@ -204,11 +205,11 @@ def run_variant(variant: Variant, runs: Path, init: Path, tokenizer, pool, regre
         cfg = variant_config(stage, out, init, lifter, eval_every, stop, threads, progress, variant.seed)
         folder = train_conditioned(cfg, tokenizer=tokenizer, pool=pool, regressor=regressor)
         step, seconds = training_record(folder)
-        people = data if reads_detector_landmarks else keypoints_only
-        pa, mpjpe = deterministic_pa_mpjpe(folder, tokenizer, regressor, people)
-        without = (deterministic_pa_mpjpe(folder, tokenizer, regressor, keypoints_only)[0]
-                   if reads_detector_landmarks else None)
-        expected = deterministic_pa_mpjpe(folder, tokenizer, regressor, people, expected_codes=True)[0]
+        model = load_mega(folder)  # once per evaluation, for every score below
+        pa, mpjpe, expected = deterministic_pa_mpjpe(model, tokenizer, regressor,
+                                                     data if reads_detector_landmarks else keypoints_only)
+        without = (deterministic_scores(model, tokenizer, regressor, keypoints_only, expected_codes=False)[
+            "pa_mpjpe"].mean().item() if reads_detector_landmarks else None)
         curve.append(CurvePoint(step, lifter_minutes + seconds / 60, pa, mpjpe, without, expected))
         print(f"{variant.name}: step {step}, {seconds / 60:.1f} min, PA-MPJPE {pa:.1f} mm"
               + (f" ({without:.1f} without landmarks)" if without is not None else "")

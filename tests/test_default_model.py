@@ -93,3 +93,25 @@ def test_engine_loads_shipped_default_on_cpu():
     res = engine.recover(kp, mode="stochastic", num_samples=3, steps=5, seed=0)
     assert res.camera_vertices.shape[0] == 3 and torch.isfinite(res.camera_vertices).all()
     assert engine.unconditional_model is not None
+
+
+def test_one_pass_scores_both_decodings_as_separate_calls_do(synthetic_meshes, body_assets):
+    """``deterministic_scores_by_decoding`` runs the network once for the argmax and the expected codes: the same
+    scores as one ``deterministic_scores`` call per decoding."""
+    from training.evaluate import (
+        build_eval_set,
+        deterministic_scores,
+        deterministic_scores_by_decoding,
+        observations_for,
+    )
+
+    tokenizer = MeshVQVAE.from_pretrained()
+    model = load_mega(default_model_dir())
+    data = build_eval_set(tokenizer, 16, seed=4242, obs=observations_for(model), meshes=synthetic_meshes)
+    both = deterministic_scores_by_decoding(model, tokenizer, body_assets.coco_regressor, data, batch=8)
+    for expected in (False, True):
+        alone = deterministic_scores(model, tokenizer, body_assets.coco_regressor, data, batch=8,
+                                     expected_codes=expected)
+        for key, value in alone.items():
+            torch.testing.assert_close(both[expected][key], value)
+    assert not torch.allclose(both[True]["pa_mpjpe"], both[False]["pa_mpjpe"])

@@ -202,14 +202,26 @@ def deterministic_scores(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Ten
                          batch: int = 64, expected_codes: bool = DEFAULTS.expected_codes) -> dict[str, torch.Tensor]:
     """Per-person PVE / MPJPE / PA-MPJPE (mm) of the deterministic mode alone: the cheap check a training-speed
     benchmark runs many times."""
+    return deterministic_scores_by_decoding(model, tokenizer, regressor, data, (expected_codes,), batch)[expected_codes]
+
+
+@torch.inference_mode()
+def deterministic_scores_by_decoding(model: Mega, tokenizer: MeshVQVAE, regressor: torch.Tensor, data: EvalSet,
+                                     decodings: tuple[bool, ...] = (False, True), batch: int = 64
+                                     ) -> dict[bool, dict[str, torch.Tensor]]:
+    """:func:`deterministic_scores` for each decoding (``expected_codes`` False / True) of one and the same
+    deterministic pass: the network runs once per batch whatever the number of decodings."""
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {}
+    codebook = _codebook(tokenizer, any(decodings))
+    parts: dict[bool, dict[str, list[torch.Tensor]]] = {d: {} for d in decodings}
     for i in range(0, data.vertices.shape[0], batch):
         cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + batch)))
-        mesh = deterministic_mesh(model, tokenizer, cond, expected_codes=expected_codes)
-        for k, v in _scores(mesh, data.vertices[i:i + batch], regressor.float()).items():
-            parts.setdefault(k, []).append(v)
-    return {k: torch.cat(v) for k, v in parts.items()}
+        out = generate.deterministic(model, cond, codebook=codebook)
+        for expected in decodings:
+            mesh = _placed(tokenizer, out if expected else replace(out, latents=None), None)
+            for k, v in _scores(mesh, data.vertices[i:i + batch], regressor.float()).items():
+                parts[expected].setdefault(k, []).append(v)
+    return {d: {k: torch.cat(v) for k, v in p.items()} for d, p in parts.items()}
 
 
 @torch.inference_mode()
