@@ -6,8 +6,9 @@
 On the benchmark's people (the evaluation set of ``resources/default/metrics.json``: same seed, observations,
 batches and sampling seed, so its per-person figure is the evaluation's), the Spearman correlation of the
 deterministic mesh's per-vertex error with: each person's SD map for several Q; the average SD map; the
-average error map; the average SD map scaled around each joint by the person's hypotheses' joint spread; and,
-as an oracle, by the person's true joint errors (:mod:`training.uncertainty_maps`).
+average error map; the average SD map scaled around each joint by the person's hypotheses' joint spread, by the
+joint errors a small model predicts from the spread and the observations (fitted on half of the people, scored
+on the other half) and, as an oracle, by the person's true joint errors (:mod:`training.uncertainty_maps`).
 Also how alike the per-person maps are to the average one and to themselves (two halves of the samples).
 """
 
@@ -68,8 +69,10 @@ def main() -> None:
             cond = model.encode_conditioning(data.conditioning(conditioning_kinds(model), slice(i, i + 32)))
             deterministic.append(deterministic_mesh(model, tokenizer, cond))
             samples.append(stochastic_meshes(model, tokenizer, cond, args.q, 5, args.temperature, gen))
-    report = map_report(torch.cat(deterministic), torch.cat(samples), data.vertices, regressor,
-                        q_values=tuple(q for q in (5, 10, 25, args.q) if q <= args.q))
+    report = map_report(torch.cat(deterministic), torch.cat(samples), data.vertices[:people], regressor,
+                        q_values=tuple(q for q in (5, 10, 25, args.q) if q <= args.q),
+                        keypoints=data.keypoints[:people],
+                        landmarks=data.landmarks[:people] if data.landmarks is not None else None)
     report.update(model=str(folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder),
                   temperature=args.temperature, threads=args.threads,
                   seconds=round(time.perf_counter() - start, 1),

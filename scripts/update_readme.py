@@ -858,6 +858,11 @@ def uncertainty_section(u: dict | None) -> str:
             ("the average error map, the same for everyone", f"{u['average_error_map']:.3f}"),
             ("the average SD map scaled around each joint by the person's hypotheses' joint spread",
              f"{u['average_map_scaled_by_joint_spread']:.3f}"),
+            *([("the average SD map scaled around each joint by the joint errors a least-squares model predicts "
+                "from the hypotheses' joint spread, the deterministic joint's distance to its keypoint and to its "
+                "3D landmark, and which of them are missing (fitted on half of the people, scored on the others)",
+                f"{u['average_map_scaled_by_fitted_joint_error']:.3f}")]
+              if "average_map_scaled_by_fitted_joint_error" in u else []),
             ("the average SD map scaled around each joint by the person's true joint errors (what a perfect "
              "estimate of each joint's error reaches this way)",
              f"{u['oracle_average_map_scaled_by_true_joint_error']:.3f}")]
@@ -871,7 +876,9 @@ def uncertainty_section(u: dict | None) -> str:
                 f"{u.get('split_half', float('nan')):.2f} between two halves of the person's hypotheses: the "
                 "hypotheses spread reproducibly, and mostly where everybody's do. At the 17 joints, the spread of "
                 f"a person's hypotheses ranks the joints' true errors at {joint['spread_vs_true_error']:.3f}, the "
-                f"average spread at {joint['average_spread_vs_true_error']:.3f}."]
+                f"average spread at {joint['average_spread_vs_true_error']:.3f}"
+                + (f", the fitted model at {joint['fitted_vs_true_error']:.3f}" if "fitted_vs_true_error" in joint
+                   else "") + "."]
     return "\n".join(out) + "\n"
 
 

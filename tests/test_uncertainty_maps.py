@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from training.uncertainty_maps import joint_modulated, joint_weights, map_report, spearman_rows, spread_mm
+from megaviewer.camera import weak_perspective_project
+from training.uncertainty_maps import (
+    cross_fitted_joint_error,
+    joint_error_features,
+    joint_modulated,
+    joint_weights,
+    map_report,
+    observation_residuals,
+    spearman_rows,
+    spread_mm,
+)
 
 
 def test_spearman_rows_ranks_only():
@@ -71,3 +81,52 @@ def test_report_without_personal_information_gives_the_per_person_map_nothing():
     report = map_report(deterministic, shuffled, truth, regressor, q_values=(8,), sigma=0.5)
     # Hypotheses of somebody else: their spread knows only the shared shape, no better than the average map.
     assert report["per_person"]["8"] < report["average_map"] + 0.01
+
+
+def _keypoints_of(joints: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+    """Crop keypoints [x, y, 1] of (B, J, 3) joints under a weak-perspective camera of ``scale``."""
+    cam = torch.tensor([[scale, 0.0, 0.0]]).expand(joints.shape[0], 3)
+    projected = weak_perspective_project(joints, cam)
+    return torch.cat([projected, torch.ones_like(projected[..., :1])], dim=-1)
+
+
+def test_observation_residuals_find_the_joint_that_misses_its_observation():
+    g = torch.Generator().manual_seed(3)
+    joints = torch.randn(1, 17, 3, generator=g) * 0.3
+    keypoints = _keypoints_of(joints)
+    keypoints[0, 5, 0] += 0.04  # 2 cm at the body under a scale of 2
+    keypoints[0, 7, 2] = 0.0  # not detected
+    turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # any frame: aligned by rotation
+    landmarks = torch.cat([joints @ turn.T, torch.ones(1, 17, 1)], dim=-1)
+    landmarks[0, 3, :3] += torch.tensor([0.0, 0.0, 0.05])
+    landmarks[0, 9, 3] = 0.0  # absent
+    off_2d, off_3d = observation_residuals(joints, keypoints, landmarks)
+    assert torch.isnan(off_2d[0, 7]) and torch.isnan(off_3d[0, 9])
+    assert int(off_2d[0].nan_to_num(-1).argmax()) == 5 and 12.0 < off_2d[0, 5] < 22.0
+    assert int(off_3d[0].nan_to_num(-1).argmax()) == 3 and 30.0 < off_3d[0, 3] < 55.0
+    others = [j for j in range(17) if j not in (3, 5, 7, 9)]
+    assert off_2d[0, others].max() < 4.0 and off_3d[0, others].max() < 10.0
+
+
+def test_cross_fitted_error_model_learns_what_predicts_the_error_without_seeing_it():
+    g = torch.Generator().manual_seed(4)
+    spread = torch.rand(200, 17, generator=g) * 50 + 1
+    error = spread * (1 + 0.1 * torch.rand(200, 17, generator=g))  # the spread knows each joint's error
+    nothing = torch.full((200, 17), float("nan"))
+    predicted = cross_fitted_joint_error(joint_error_features(spread, nothing, nothing), error)
+    assert spearman_rows(predicted, error).mean() > 0.9
+    unrelated = torch.rand(200, 17, generator=g) * 50 + 1
+    blind = cross_fitted_joint_error(joint_error_features(unrelated, nothing, nothing), error)
+    assert spearman_rows(blind, error).mean().abs() < 0.15
+
+
+def test_report_scores_the_fitted_map_when_given_the_observations():
+    deterministic, samples, truth, regressor = _bodies(people=48)
+    keypoints = _keypoints_of(regressor @ deterministic)
+    report = map_report(deterministic, samples, truth, regressor, q_values=(8,), sigma=0.5, keypoints=keypoints)
+    # the spread feature knows where each person errs, so the fitted joint errors scale the shared map usefully
+    assert report["average_map_scaled_by_fitted_joint_error"] > report["average_map"] + 0.02
+    assert report["joint_level"]["fitted_vs_true_error"] > report["joint_level"]["average_spread_vs_true_error"]
+    shuffled = samples[torch.randperm(samples.shape[0], generator=torch.Generator().manual_seed(1))]
+    blind = map_report(deterministic, shuffled, truth, regressor, q_values=(8,), sigma=0.5, keypoints=keypoints)
+    assert blind["average_map_scaled_by_fitted_joint_error"] < blind["average_map"] + 0.01

@@ -10,7 +10,12 @@ make that measurable:
 * the shared map scaled, around each joint, by how large the spread of the person's hypotheses' joints is
   against everybody's spread there (what the samples know about this person, at joint level);
 * the same with each joint's **true** error instead (an oracle: what a perfect estimate of each joint's error
-  reaches this way; the room a per-person map has).
+  reaches this way; the room a per-person map has);
+* the same with each joint's error as a small model predicts it from everything the engine knows about the person
+  at that joint: the hypotheses' spread, how far the deterministic body's joint lies from its keypoint and from
+  its 3D landmark, whether the keypoint was detected (:func:`joint_error_features`), fitted by least squares on
+  half of the people and scored on the other half (:func:`cross_fitted_joint_error`): how much of the oracle's
+  room the observable signals reach together.
 
 Values at the 17 joints reach the vertices through soft weights from the vertex-joint distances
 (:func:`joint_weights`).
@@ -51,8 +56,62 @@ def joint_modulated(shared_map: torch.Tensor, joint_values: torch.Tensor, weight
     return shared_map * (weights @ relative[..., None])[..., 0].clamp_min(1e-9).pow(power)
 
 
+def observation_residuals(joints: torch.Tensor, keypoints: torch.Tensor,
+                          landmarks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far each joint of the deterministic bodies lies from what was observed of it, in mm, NaN where nothing
+    was: (B, J, 3) oriented joints, (B, J, 3) crop keypoints [x, y, confidence], (B, J, 4) hip-centred 3D
+    landmarks [x, y, z, visibility] -> (B, J) the 2D distance to the keypoint under the weak-perspective camera
+    that best fits the detected keypoints (in metres at the body: divided by the camera's scale), and (B, J) the
+    3D distance to the landmark after the rotation that best aligns the joints with the landmarks."""
+    from megaviewer.camera import fit_weak_perspective, weak_perspective_project
+    from megaviewer.geometry.metrics import procrustes_rotation
+    from megaviewer.model.lifter import hip_centred
+
+    detected = keypoints[..., 2] > 0
+    cam = fit_weak_perspective(joints, keypoints[..., :2], keypoints[..., 2])
+    off_2d = (weak_perspective_project(joints, cam) - keypoints[..., :2]).norm(dim=-1) / cam[:, :1] * MM
+    off_2d = off_2d.masked_fill(~detected, float("nan"))
+    off_3d = torch.full_like(off_2d, float("nan"))
+    if landmarks is not None:
+        seen = landmarks[..., 3] > 0
+        source, target = hip_centred(joints), hip_centred(landmarks[..., :3].to(joints.dtype))
+        aligned = source @ procrustes_rotation(source, target).transpose(-1, -2)
+        off_3d = ((aligned - aligned.mean(-2, keepdim=True)) - (target - target.mean(-2, keepdim=True))
+                  ).norm(dim=-1).mul(MM).masked_fill(~seen, float("nan"))
+    return off_2d, off_3d
+
+
+def joint_error_features(joint_spread: torch.Tensor, off_2d: torch.Tensor, off_3d: torch.Tensor) -> torch.Tensor:
+    """(B, J) joint spread and observation residuals (mm, NaN: not observed) -> (B, J, J + 5) features of a
+    log-error model: the joint's identity (one-hot: the shared part of the error), log(1 + spread), log(1 +
+    residual) and a flag for a missing observation, for each residual."""
+    people, count = joint_spread.shape
+    columns = [torch.eye(count, dtype=joint_spread.dtype).expand(people, count, count),
+               joint_spread.log1p()[..., None]]
+    for residual in (off_2d, off_3d):
+        missing = torch.isnan(residual)
+        columns += [residual.nan_to_num(0.0).clamp_min(0).log1p()[..., None], missing.to(joint_spread.dtype)[..., None]]
+    return torch.cat(columns, dim=-1)
+
+
+def cross_fitted_joint_error(features: torch.Tensor, joint_error: torch.Tensor) -> torch.Tensor:
+    """(B, J, F) features, (B, J) true joint errors (mm) -> (B, J) predicted errors: log(1 + error) fitted by least
+    squares on the features of one half of the people and predicted for the other half, both ways, so no person's
+    prediction has seen their own error."""
+    half = features.shape[0] // 2
+    parts = (slice(0, half), slice(half, None))
+    predicted = torch.empty_like(joint_error)
+    for fit_rows, test_rows in (parts, parts[::-1]):
+        x = features[fit_rows].reshape(-1, features.shape[-1]).double()
+        y = joint_error[fit_rows].reshape(-1, 1).double().log1p()
+        coef = torch.linalg.lstsq(x, y, driver="gelsd").solution
+        predicted[test_rows] = (features[test_rows].double() @ coef)[..., 0].expm1().clamp_min(0).to(predicted.dtype)
+    return predicted
+
+
 def map_report(deterministic: torch.Tensor, samples: torch.Tensor, truth: torch.Tensor, regressor: torch.Tensor,
-               q_values: tuple[int, ...] = (5, 10, 25), sigma: float = 0.05, power: float = 0.5) -> dict:
+               q_values: tuple[int, ...] = (5, 10, 25), sigma: float = 0.05, power: float = 0.5,
+               keypoints: torch.Tensor | None = None, landmarks: torch.Tensor | None = None) -> dict:
     """Mean Spearman correlations with the deterministic mesh's per-vertex error.
 
     Args:
@@ -60,6 +119,8 @@ def map_report(deterministic: torch.Tensor, samples: torch.Tensor, truth: torch.
         samples: (B, Q, V, 3) the stochastic hypotheses, oriented like them.
         truth: (B, V, 3) the true meshes.
         regressor: (J, V) joint regressor.
+        keypoints: (B, J, 3) the observed keypoints; with them (and ``landmarks`` (B, J, 4) where the people have
+            them) the report adds the map scaled by the cross-fitted joint-error model.
     """
     from megaviewer.geometry.metrics import center, per_vertex_error
 
@@ -93,4 +154,10 @@ def map_report(deterministic: torch.Tensor, samples: torch.Tensor, truth: torch.
         "spread_vs_true_error": mean(spearman_rows(joint_spread, joint_error)),
         "average_spread_vs_true_error": mean(spearman_rows(joint_spread.mean(0).expand_as(joint_error), joint_error)),
     }
+    if keypoints is not None:
+        off_2d, off_3d = observation_residuals(joints_det, keypoints, landmarks)
+        fitted = cross_fitted_joint_error(joint_error_features(joint_spread, off_2d, off_3d), joint_error)
+        report["average_map_scaled_by_fitted_joint_error"] = mean(spearman_rows(
+            joint_modulated(shared, fitted, weights, power), error))
+        report["joint_level"]["fitted_vs_true_error"] = mean(spearman_rows(fitted, joint_error))
     return report
