@@ -879,6 +879,16 @@ def uncertainty_section(u: dict | None) -> str:
                 f"average spread at {joint['average_spread_vs_true_error']:.3f}"
                 + (f", the fitted model at {joint['fitted_vs_true_error']:.3f}" if "fitted_vs_true_error" in joint
                    else "") + "."]
+    calibrated = u.get("if_truth_were_a_hypothesis")
+    if calibrated:
+        gain = calibrated["per_person"] - calibrated["average_map"]
+        out[-1] += (f" With one of each person's hypotheses in place of the truth and the other {u['q'] - 1} making "
+                    f"the maps (each of the first {calibrated['held_out']} in turn), what a perfectly calibrated "
+                    f"model's truth would look like, each person's SD map scores {calibrated['per_person']:.3f} and "
+                    f"the average map {calibrated['average_map']:.3f}, a gain of {gain:+.3f}: the hypotheses spread "
+                    "too much alike from one person to the next for any map made from their spread to gain much "
+                    "over the average map, however well calibrated; a larger gain needs a model whose hypotheses "
+                    "spread differently for different people.")
     return "\n".join(out) + "\n"
 
 

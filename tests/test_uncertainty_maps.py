@@ -7,6 +7,7 @@ import torch
 from megaviewer.camera import weak_perspective_project
 from training.uncertainty_maps import (
     cross_fitted_joint_error,
+    if_truth_were_a_hypothesis,
     joint_error_features,
     joint_modulated,
     joint_weights,
@@ -130,3 +131,15 @@ def test_report_scores_the_fitted_map_when_given_the_observations():
     shuffled = samples[torch.randperm(samples.shape[0], generator=torch.Generator().manual_seed(1))]
     blind = map_report(deterministic, shuffled, truth, regressor, q_values=(8,), sigma=0.5, keypoints=keypoints)
     assert blind["average_map_scaled_by_fitted_joint_error"] < blind["average_map"] + 0.01
+
+
+def test_a_hypothesis_as_the_truth_shows_what_the_spread_could_know():
+    deterministic, samples, truth, regressor = _bodies()
+    personal = if_truth_were_a_hypothesis(deterministic, samples)
+    assert personal["held_out"] == 5
+    # the hypotheses spread where this person's do, so a truth drawn like them is found by the person's map
+    assert personal["per_person"] > personal["average_map"] + 0.05
+    # hypotheses spread alike for everyone: a calibrated truth gives the person's map nothing over the average
+    same = deterministic[:, None] + torch.randn(samples.shape, generator=torch.Generator().manual_seed(2)) * 0.02
+    alike = if_truth_were_a_hypothesis(deterministic, same)
+    assert alike["per_person"] < alike["average_map"] + 0.01

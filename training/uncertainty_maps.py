@@ -17,6 +17,12 @@ make that measurable:
   half of the people and scored on the other half (:func:`cross_fitted_joint_error`): how much of the oracle's
   room the observable signals reach together.
 
+And one reference for the hypotheses themselves (:func:`if_truth_were_a_hypothesis`): the same comparison with one
+of the person's hypotheses standing in for the truth and the others making the maps. A perfectly calibrated model's
+truth is just one more draw from its hypotheses' distribution, so this is what the per-person SD map would gain over
+the average map if the model's uncertainty were exactly right: a ceiling set by how differently the hypotheses
+spread for different people, whatever the true error does.
+
 Values at the 17 joints reach the vertices through soft weights from the vertex-joint distances
 (:func:`joint_weights`).
 """
@@ -109,6 +115,24 @@ def cross_fitted_joint_error(features: torch.Tensor, joint_error: torch.Tensor) 
     return predicted
 
 
+def if_truth_were_a_hypothesis(deterministic: torch.Tensor, samples: torch.Tensor, held_out: int = 5) -> dict:
+    """Mean Spearman correlations of the per-person and the average SD map with the deterministic mesh's distance
+    to one hypothesis, the maps made from the other hypotheses; each of the first ``held_out`` hypotheses in turn.
+    (B, V, 3) and (B, Q, V, 3) centred meshes -> {"per_person", "average_map", "held_out"}."""
+    from megaviewer.geometry.metrics import per_vertex_error
+
+    per, shared = [], []
+    rounds = min(held_out, samples.shape[1])
+    for k in range(rounds):
+        rest = torch.cat([samples[:, :k], samples[:, k + 1:]], dim=1)
+        error = per_vertex_error(deterministic, samples[:, k])
+        maps = spread_mm(rest)
+        per.append(spearman_rows(maps, error).mean())
+        shared.append(spearman_rows(maps.mean(0).expand_as(error), error).mean())
+    return {"per_person": float(torch.stack(per).mean()), "average_map": float(torch.stack(shared).mean()),
+            "held_out": rounds}
+
+
 def map_report(deterministic: torch.Tensor, samples: torch.Tensor, truth: torch.Tensor, regressor: torch.Tensor,
                q_values: tuple[int, ...] = (5, 10, 25), sigma: float = 0.05, power: float = 0.5,
                keypoints: torch.Tensor | None = None, landmarks: torch.Tensor | None = None) -> dict:
@@ -139,6 +163,8 @@ def map_report(deterministic: torch.Tensor, samples: torch.Tensor, truth: torch.
         "average_error_map": mean(spearman_rows(error.mean(0).expand_as(error), error)),
         "per_person_vs_average_map": mean(spearman_rows(per_person, shared.expand_as(per_person))),
     }
+    if q_max >= 3:
+        report["if_truth_were_a_hypothesis"] = if_truth_were_a_hypothesis(deterministic, samples)
     half = q_max // 2
     if half >= 2:
         report["split_half"] = mean(spearman_rows(spread_mm(samples[:, :half]), spread_mm(samples[:, half:2 * half])))
