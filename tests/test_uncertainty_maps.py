@@ -100,7 +100,7 @@ def test_observation_residuals_find_the_joint_that_misses_its_observation():
     turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # any frame: aligned by rotation
     landmarks = torch.cat([joints @ turn.T, torch.ones(1, 17, 1)], dim=-1)
     landmarks[0, 3, :3] += torch.tensor([0.0, 0.0, 0.05])
-    landmarks[0, 9, 3] = 0.0  # absent
+    landmarks[0, 9] = 0.0  # absent, all zeros: it must not pull the alignment
     off_2d, off_3d = observation_residuals(joints, keypoints, landmarks)
     assert torch.isnan(off_2d[0, 7]) and torch.isnan(off_3d[0, 9])
     assert int(off_2d[0].nan_to_num(-1).argmax()) == 5 and 12.0 < off_2d[0, 5] < 22.0

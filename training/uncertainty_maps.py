@@ -65,13 +65,13 @@ def joint_modulated(shared_map: torch.Tensor, joint_values: torch.Tensor, weight
 def observation_residuals(joints: torch.Tensor, keypoints: torch.Tensor,
                           landmarks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """How far each joint of the deterministic bodies lies from what was observed of it, in mm, NaN where nothing
-    was: (B, J, 3) oriented joints, (B, J, 3) crop keypoints [x, y, confidence], (B, J, 4) hip-centred 3D
-    landmarks [x, y, z, visibility] -> (B, J) the 2D distance to the keypoint under the weak-perspective camera
+    was: (B, J, 3) oriented joints, (B, J, 3) crop keypoints [x, y, confidence], (B, J, 4) 3D landmarks
+    [x, y, z, visibility] -> (B, J) the 2D distance to the keypoint under the weak-perspective camera
     that best fits the detected keypoints (in metres at the body: divided by the camera's scale), and (B, J) the
-    3D distance to the landmark after the rotation that best aligns the joints with the landmarks."""
+    3D distance to the landmark after the rotation that best aligns the joints with the landmarks, both centred
+    on the landmarks that are there."""
     from megaviewer.camera import fit_weak_perspective, weak_perspective_project
     from megaviewer.geometry.metrics import procrustes_rotation
-    from megaviewer.model.lifter import hip_centred
 
     detected = keypoints[..., 2] > 0
     cam = fit_weak_perspective(joints, keypoints[..., :2], keypoints[..., 2])
@@ -80,10 +80,16 @@ def observation_residuals(joints: torch.Tensor, keypoints: torch.Tensor,
     off_3d = torch.full_like(off_2d, float("nan"))
     if landmarks is not None:
         seen = landmarks[..., 3] > 0
-        source, target = hip_centred(joints), hip_centred(landmarks[..., :3].to(joints.dtype))
+        weight = seen[..., None].to(joints.dtype)
+
+        def around_seen(points: torch.Tensor) -> torch.Tensor:
+            # centred on the landmarks that are there and zero elsewhere, so absent ones weigh nothing below
+            middle = (points * weight).sum(-2, keepdim=True) / weight.sum(-2, keepdim=True).clamp_min(1)
+            return (points - middle) * weight
+
+        source, target = around_seen(joints), around_seen(landmarks[..., :3].to(joints.dtype))
         aligned = source @ procrustes_rotation(source, target).transpose(-1, -2)
-        off_3d = ((aligned - aligned.mean(-2, keepdim=True)) - (target - target.mean(-2, keepdim=True))
-                  ).norm(dim=-1).mul(MM).masked_fill(~seen, float("nan"))
+        off_3d = (aligned - target).norm(dim=-1).mul(MM).masked_fill(~seen, float("nan"))
     return off_2d, off_3d
 
 
