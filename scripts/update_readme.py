@@ -886,7 +886,7 @@ def uncertainty_section(u: dict | None) -> str:
                     f"the maps (each of the first {calibrated['held_out']} in turn), what a perfectly calibrated "
                     f"model's truth would look like, each person's SD map scores {calibrated['per_person']:.3f} and "
                     f"the average map {calibrated['average_map']:.3f}, a gain of {gain:+.3f}: the hypotheses spread "
-                    "too much alike from one person to the next for any map made from their spread to gain much "
+                    "too alike from one person to the next for any map made from their spread to gain much "
                     "over the average map, however well calibrated; a larger gain needs a model whose hypotheses "
                     "spread differently for different people.")
     return "\n".join(out) + "\n"
