@@ -39,16 +39,14 @@ def main() -> None:
     import torch
 
     from megaviewer.body.assets import BodyAssets
-    from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
-    from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir
-    from megaviewer.tokenizer.model import MeshVQVAE
     from training.evaluate import (
         BENCHMARK_PEOPLE,
         build_eval_set,
         conditioning_kinds,
         deterministic_mesh,
+        load_for_evaluation,
         observations_for,
         stochastic_meshes,
     )
@@ -56,8 +54,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     folder = args.model or default_model_dir()
-    model = load_mega(folder).eval()
-    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(folder, args.tokenizer)).eval()
+    model, tokenizer, _ = load_for_evaluation(folder, args.tokenizer)
+    model.eval()
+    tokenizer.eval()
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor.float()
     people = args.people or BENCHMARK_PEOPLE
     data = build_eval_set(tokenizer, people, obs=observations_for(model))

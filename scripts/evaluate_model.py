@@ -38,11 +38,9 @@ def main() -> None:
     import torch
 
     from megaviewer.body.assets import BodyAssets
-    from megaviewer.engine import tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir, resources_dir
-    from megaviewer.tokenizer.model import MeshVQVAE
     from training.evaluate import (
         BENCHMARK_PEOPLE,
         benchmark,
@@ -50,6 +48,7 @@ def main() -> None:
         evaluate,
         format_report,
         format_table,
+        load_for_evaluation,
         observations_for,
     )
 
@@ -57,8 +56,7 @@ def main() -> None:
     folder = args.model or default_model_dir()
     metrics_path = folder / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
-    model = load_mega(folder)
-    tokenizer = MeshVQVAE.from_pretrained(tokenizer_folder(folder, args.tokenizer))
+    model, tokenizer, _ = load_for_evaluation(folder, args.tokenizer)
     regressor = BodyAssets.load(tokenizer.config.body).coco_regressor
     start = time.perf_counter()
     if args.engine_only:

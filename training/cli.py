@@ -173,20 +173,21 @@ def _run_evaluate(args) -> int:
     import torch
 
     from megaviewer.body.assets import BodyAssets
-    from megaviewer.engine import check_tokenizer_fits, tokenizer_folder
     from megaviewer.io.atomic import atomic_write_text
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir
-    from megaviewer.tokenizer.model import MeshVQVAE
-    from training.evaluate import BENCHMARK_PEOPLE, HARD_SPLIT_PEOPLE, benchmark, format_report
+    from training.evaluate import (
+        BENCHMARK_PEOPLE,
+        HARD_SPLIT_PEOPLE,
+        benchmark,
+        format_report,
+        load_for_evaluation,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = Path(args.model) if args.model else default_model_dir()
-    model = load_mega(folder)
-    tokenizer_dir = tokenizer_folder(folder, args.tokenizer)
-    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
-    check_tokenizer_fits(model, tokenizer, what=f"{folder} (tokenizer {tokenizer_dir})")
+    model, tokenizer, tokenizer_dir = load_for_evaluation(folder, args.tokenizer)
     people = BENCHMARK_PEOPLE if args.people is None else args.people
     hard_people = HARD_SPLIT_PEOPLE if args.hard_people is None else args.hard_people
     if people < 1 or hard_people < 0:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -100,6 +101,21 @@ def training_observations(landmarks: bool, gross_2d_errors: bool,
 
     observation = landmark_observations(landmark_prob) if landmarks else ObservationConfig()
     return replace(observation, **GROSS_2D_ERRORS) if gross_2d_errors else observation
+
+
+def load_for_evaluation(folder: str | Path, tokenizer_path: str | Path | None = None
+                        ) -> tuple[Mega, MeshVQVAE, Path]:
+    """A MEGA checkpoint folder's model and the tokenizer it decodes through (``tokenizer_path``, else the folder's
+    own copy, else the shipped one: :func:`megaviewer.engine.tokenizer_folder`), and that tokenizer's folder;
+    refused when the tokenizer's token count or codebook is not the model's, before any minutes of evaluation."""
+    from megaviewer.engine import check_tokenizer_fits, tokenizer_folder
+    from megaviewer.model.mega import load_mega
+
+    model = load_mega(folder)
+    tokenizer_dir = tokenizer_folder(folder, tokenizer_path)
+    tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
+    check_tokenizer_fits(model, tokenizer, what=f"{folder} (tokenizer {tokenizer_dir})")
+    return model, tokenizer, tokenizer_dir
 
 
 @torch.inference_mode()
