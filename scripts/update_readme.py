@@ -311,6 +311,16 @@ def models_section(c: dict | None, loop: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+
+def polish_text(stage: dict) -> str:
+    """The recipe's last warm restart, and its rounds when it ran more than one."""
+    rounds = stage.get("polish_rounds", 1)
+    text = f", then a third warm restart of {stage['polish_steps']:,} steps at learning rate {stage['polish_lr']:g}"
+    if rounds == 1:
+        return text + " on the same data"
+    return text + (f" on the same data, run {rounds} times in all, each round from the previous round's weights "
+                   "with its own data seed")
+
 def _mega_recipe(m: dict) -> list[str]:
     """The recipe ``megaviewer-train recipe`` recorded and the wall-clock minutes of the stages it ran."""
     r = m.get("recipe")
@@ -338,8 +348,7 @@ def _mega_recipe(m: dict) -> list[str]:
                f"{stage['lifted_lr']:g} with the lifter's 3D joints as the landmarks of the "
                f"{100 * (1 - stage['lifted_landmark_prob']):.0f} % of "
                "people without them" if stage.get("lifted_steps") else "")
-            + (f", then a third warm restart of {stage['polish_steps']:,} steps at learning rate "
-               f"{stage['polish_lr']:g} on the same data" if stage.get("polish_steps") else "")
+            + (polish_text(stage) if stage.get("polish_steps") else "")
             + (f"; the tokenizer's decoder was then fine-tuned for {r['decoder']['steps']:,} steps (token ids "
                "unchanged; see the tokenizer above)" if r.get("decoder") else ""))
     hours = {k: v for k, v in (m.get("train_hours") or {}).items() if v}

@@ -352,3 +352,99 @@ def test_train_conditioned_carries_the_trained_lifter_frozen(tmp_path, tiny_toke
     with pytest.raises(CheckpointError, match="other_lifter"):  # a resume with another lifter is refused
         train_conditioned(ConditionedConfig(**{**cfg.__dict__, "lifter": str(other)}),
                           tokenizer=tiny_tokenizer, pool=tiny_pool)
+
+
+def _polish_recipe():
+    """The default recipe shrunk to the tiny model: two-step rounds of its last warm restart on a 64-mesh pool."""
+    from dataclasses import replace
+
+    from training.recipes import get_recipe
+
+    default = get_recipe("default")
+    return replace(default, mega=replace(default.mega, preset="test_tiny", pool_size=64, batch_size=4,
+                                         polish_steps=2, ckpt_every=2, tail_warmup_steps=1, reprojection_rows=2))
+
+
+def _installed_landmark_model(folder: Path, tokenizer, recipe, seed: int = 0) -> Path:
+    """A landmark model carrying a keypoint lifter, installed with the metrics a recipe run records."""
+    from megaviewer.model.lifter import KeypointLifter, LifterConfig
+    from training.lifter import lifter_conditioning
+
+    torch.manual_seed(seed)
+    lifter = KeypointLifter(LifterConfig(hidden=8, depth=1))
+    model = build_mega("test_tiny", tokenizer, kinds=("keypoints", "landmarks"),
+                       conditioning=lifter_conditioning(lifter))
+    save_mega(folder, model)
+    tokenizer.save(folder / "tokenizer")
+    recorded = json.loads(json.dumps(recipe.to_dict()))
+    del recorded["mega"]["polish_rounds"]  # a model recorded before the setting ran one round
+    (folder / "metrics.json").write_text(json.dumps({"recipe": recorded, "train_hours": {"conditioned": 0.5}}))
+    return folder
+
+
+def _runs_with_pool(folder: Path, pool: MeshPool) -> Path:
+    folder.mkdir(parents=True)
+    pool.save(folder / "pool.safetensors")
+    return folder
+
+
+def test_polish_rounds_continue_an_installed_model_across_machines(tmp_path, tiny_tokenizer, tiny_pool, monkeypatch):
+    """Rounds of the last warm restart added to an installed model: each from the round before with its own data
+    seed, the latest finished round kept (float16) in the state folder, and a fresh machine continuing from it."""
+    from megaviewer.io.checkpoint import load_tensors
+    from training import continue_polish as cp
+
+    recipe = _polish_recipe()
+    installed = _installed_landmark_model(tmp_path / "installed", tiny_tokenizer, recipe)
+    state = tmp_path / "state"
+    whole = cp.continue_polish(recipe, _runs_with_pool(tmp_path / "a", tiny_pool), 3, model_dir=installed,
+                               state_dir=state, threads=1)
+    assert whole == tmp_path / "a" / "polish_3" / "final"
+    seeds = [json.loads(next((tmp_path / "a" / f"polish_{r}").glob("checkpoints/*/trainer_state.json")).read_text()
+                        )["loop_config"]["seed"] for r in (2, 3)]
+    assert seeds == [1, 2]
+    assert sorted(p.name for p in state.iterdir()) == ["polish_3"]  # only the latest round is kept
+    kept = state / "polish_3"
+    record = json.loads((kept / cp.ROUND_FILE).read_text())
+    assert (record["round"], record["continues"]) == (3, cp.weights_digest(installed))
+    assert set(record["train_hours"]) == {"warm restart 4", "warm restart 5"}
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(str(kept / "model.safetensors")).values()} == {torch.float16}
+
+    # One machine stops after round 2; a fresh one continues from the state alone, without retraining round 2.
+    other = tmp_path / "state_b"
+    two = cp.continue_polish(recipe, _runs_with_pool(tmp_path / "b", tiny_pool), 2, model_dir=installed,
+                             state_dir=other, threads=1)
+    first_round = load_checkpoint_tensors(tmp_path / "a" / "polish_2" / "final")
+    assert all(torch.equal(v, first_round[k]) for k, v in load_checkpoint_tensors(two).items())  # deterministic
+    third = cp.continue_polish(recipe, _runs_with_pool(tmp_path / "c", tiny_pool), 3, model_dir=installed,
+                               state_dir=other, threads=1)
+    assert not (tmp_path / "c" / "polish_2").exists() and third.parent.name == "polish_3"
+    assert sorted(p.name for p in other.iterdir()) == ["polish_3"]
+    assert set(json.loads((other / "polish_3" / cp.ROUND_FILE).read_text())["train_hours"]) == {
+        "warm restart 4", "warm restart 5"}  # the hours of round 2, trained on the other machine, carried over
+
+    with pytest.raises(ValueError, match="already ran 1 round"):
+        cp.continue_polish(recipe, tmp_path / "d", 1, model_dir=installed)
+    # A state that continues other weights than the installed ones is refused, not silently mixed in.
+    _installed_landmark_model(installed, tiny_tokenizer, recipe, seed=1)
+    with pytest.raises(ValueError, match="continues other weights"):
+        cp.continue_polish(recipe, tmp_path / "e", 4, model_dir=installed, state_dir=other)
+
+    # Installing scores the last round and records the recipe with its rounds and every stage's hours.
+    scored = {}
+
+    def fake_score(grown, runs, final, tokenizer, pretrained, times, hours):
+        scored.update(final=final, rounds=grown.mega.polish_rounds, hours=hours)
+        return {"recipe": grown.to_dict(), "train_hours": hours}
+
+    monkeypatch.setattr(cp, "score_run", fake_score)
+    done = cp.continue_polish(recipe, _runs_with_pool(tmp_path / "f", tiny_pool), 2, model_dir=installed,
+                              threads=1, install=True)
+    metrics = json.loads((installed / "metrics.json").read_text())
+    assert scored["final"] == done and metrics["recipe"]["mega"]["polish_rounds"] == 2 == cp.installed_rounds(installed)
+    assert set(metrics["train_hours"]) == {"conditioned", "warm restart 4"}
+    shipped = load_tensors(installed / "model.safetensors")
+    assert all(torch.equal(shipped[k], v.half().float() if v.is_floating_point() else v)
+               for k, v in load_checkpoint_tensors(done).items())

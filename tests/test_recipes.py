@@ -167,3 +167,36 @@ def test_the_shipped_models_record_the_default_recipe_and_its_tokenizer():
     assert (tokenizer["extremity_density"], tokenizer["residual_scale"], tokenizer["channels"]) == (
         stage.extremity_density, stage.residual_scale, list(stage.channels))
     assert json.loads((ROOT / "resources" / "tokenizer" / "metrics.json").read_text())["steps"] == stage.steps
+
+
+def test_rounds_of_the_last_warm_restart_have_their_own_folder_seed_and_estimate(tmp_path):
+    """Round r of the last warm restart continues round r - 1 in ``polish_<r>`` with data seed r - 1; the first is
+    the recipe's ``polish`` stage as before; the estimate and the saved state count every round."""
+    from training.run_recipe import conditioned_config, polish_label, polish_stage, save_state
+
+    default = get_recipe("default")
+    m = replace(default.mega, polish_rounds=3)
+    runs = tmp_path / "runs"
+    common = dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, pool="pool", tokenizer="tok", threads=1,
+                  ckpt_every=m.ckpt_every, warmup_steps=m.warmup_steps)
+    first = conditioned_config(m, runs, runs / "lifted" / "final", common, stage="polish", lifter=runs / "lifter")
+    third = conditioned_config(m, runs, runs / "polish_2" / "final", common, stage="polish", lifter=runs / "lifter",
+                               polish_round=3)
+    assert (first.out_dir, first.seed) == (str(runs / "polish"), 0) and polish_stage(1) == "polish"
+    assert (third.out_dir, third.seed, third.init) == (str(runs / "polish_3"), 2, str(runs / "polish_2" / "final"))
+    assert replace(third, out_dir=first.out_dir, seed=first.seed, init=first.init) == first
+    assert polish_label(1) == "third warm restart" and polish_label(3) == "warm restart 5"
+    with pytest.raises(ValueError):
+        polish_stage(0)
+    grown = replace(default, mega=m).estimated_minutes()
+    assert grown["further warm restarts"] == 2 * grown["third warm restart"]
+    assert "further warm restarts" not in default.estimated_minutes()
+    # save-state snapshots each round's latest checkpoint beside the recipe's stages
+    for stage in ("polish", "polish_2", "polish_10"):
+        ckpt = runs / stage / "checkpoints" / "step-00000002"
+        ckpt.mkdir(parents=True)
+        (ckpt / "trainer_state.json").write_text('{"step": 2, "loop_config": {"total_steps": 4}}')
+        (runs / stage / "checkpoints" / "last.json").write_text('{"folder": "step-00000002"}')
+    assert list(save_state(runs, tmp_path / "state")) == ["polish", "polish_2", "polish_10"]
+    args = build_parser().parse_args(["polish", "--rounds", "4", "--state", "resources/training_state/default"])
+    assert (args.recipe, args.rounds, args.install, args.model) == ("default", 4, False, None)

@@ -148,6 +148,19 @@ def _recipe_parsers(sub) -> None:
     v.add_argument("--json", default=None, help="write the results to this JSON file")
     v.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
 
+    p = sub.add_parser("polish", help="add rounds of a recipe's last warm restart to an installed model "
+                                      "(each about half an hour on a 2-core CPU)")
+    p.add_argument("--recipe", default="default", choices=sorted(RECIPES), help="the installed model's recipe")
+    p.add_argument("--rounds", type=int, required=True,
+                   help="rounds in all, counting those the installed model ran (its metrics.json records them)")
+    p.add_argument("--model", default=None, help="the installed MEGA folder (default: resources/default)")
+    p.add_argument("--runs", default=None, help="folder of the rounds (default: runs/<recipe>_polish)")
+    p.add_argument("--state", default=None,
+                   help="folder that keeps the latest finished round (float16) so another machine continues")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--install", action="store_true",
+                   help="score the last round on the benchmark and install it into --model")
+
     s = sub.add_parser("save-state", help="copy each stage's latest checkpoint of a recipe run into --state")
     s.add_argument("name", help="recipe name (for the default --runs)")
     s.add_argument("--runs", default=None, help="folder of the run (default: runs/<name>)")
@@ -204,6 +217,19 @@ def _run_evaluate(args) -> int:
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2))
     return 0
+
+
+def _run_polish(args) -> int:
+    from training.continue_polish import continue_polish
+    from training.recipes import get_recipe
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    final = continue_polish(get_recipe(args.recipe), args.runs or f"runs/{args.recipe}_polish", args.rounds,
+                            model_dir=args.model, state_dir=args.state, threads=args.threads, install=args.install)
+    return 0 if final is not None else 3
 
 
 def _run_save_state(args) -> int:
@@ -450,7 +476,8 @@ def _run_image_path(args) -> int:
 
 COMMANDS = {"tokenizer": _run_tokenizer, "eval-tokenizer": _run_eval_tokenizer, "pretrain": _run_pretrain,
             "train": _run_train, "lifter": _run_lifter, "decoder": _run_decoder, "image-path": _run_image_path,
-            "recipe": _run_recipe, "evaluate": _run_evaluate, "save-state": _run_save_state}
+            "recipe": _run_recipe, "evaluate": _run_evaluate, "save-state": _run_save_state,
+            "polish": _run_polish}
 
 
 def build_parser() -> argparse.ArgumentParser:

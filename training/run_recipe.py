@@ -30,17 +30,32 @@ def stage_dir(runs: Path, stage: str) -> Path:
     return runs / stage
 
 
+def polish_stage(round_: int) -> str:
+    """The run folder (and saved-state) name of the ``round_``-th round of the last warm restart: ``polish`` for the
+    first, as recipes always had it, ``polish_<r>`` for the ones after it."""
+    if round_ < 1:
+        raise ValueError(f"polish rounds count from 1, got {round_}")
+    return "polish" if round_ == 1 else f"polish_{round_}"
+
+
+def _polish_rounds_present(runs: Path) -> list[str]:
+    rounds = [p.name for p in runs.glob("polish_*") if p.is_dir() and p.name[len("polish_"):].isdigit()]
+    return sorted(rounds, key=lambda name: int(name[len("polish_"):]))
+
+
 def save_state(runs: str | Path, state_dir: str | Path) -> dict[str, str]:
     """Snapshot the latest checkpoint of every stage that has one; returns stage -> saved folder."""
     saved = {}
-    for stage in STAGES:
+    stages = list(STAGES)
+    stages[stages.index("polish") + 1:stages.index("polish") + 1] = _polish_rounds_present(Path(runs))
+    for stage in stages:
         folder = snapshot(stage_dir(Path(runs), stage), Path(state_dir) / stage)
         if folder is not None:
             saved[stage] = str(folder)
     return saved
 
 
-def _hours(final: Path) -> float | None:
+def stage_hours(final: Path) -> float | None:
     """Wall-clock hours of training behind a ``final/`` folder."""
     from training.loop import training_record
 
@@ -70,7 +85,7 @@ def train_tokenizer_stage(recipe: Recipe, runs: Path, threads: int, state_dir: P
     result = {"steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr, "prior": cfg.prior,
               "channels": list(model.config.channels), "residual_scale": model.config.residual_scale,
               "extremity_weight": cfg.extremity_weight, "tokens": model.num_tokens,
-              "train_hours": _hours(final), **evaluate_splits(model)}
+              "train_hours": stage_hours(final), **evaluate_splits(model)}
     atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
     return final, result
 
@@ -102,7 +117,7 @@ def train_decoder_stage(recipe: Recipe, runs: Path, tokenizer_dir: Path, tokeniz
         return final, {}
     before = {split: tokenizer_metrics[split] for split in TOKENIZER_SPLITS if split in tokenizer_metrics}
     result = {**tokenizer_metrics, **evaluate_splits(MeshVQVAE.from_pretrained(final)),
-              "decoder": {**asdict(recipe.decoder), "train_hours": _hours(final)},
+              "decoder": {**asdict(recipe.decoder), "train_hours": stage_hours(final)},
               **({"before_decoder": before} if before else {})}
     atomic_write_text(final / "metrics.json", json.dumps(result, indent=2))
     return final, result
@@ -116,13 +131,11 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     stage and uses that trained tokenizer instead."""
     if until is not None and until not in STAGES:
         raise ValueError(f"until must be one of {STAGES}, got {until!r}")
-    from megaviewer.body.assets import BodyAssets
     from megaviewer.model.mega import load_mega
     from megaviewer.paths import default_model_dir, resources_dir
     from megaviewer.paths import tokenizer_dir as shipped_tokenizer_dir
     from megaviewer.tokenizer.model import MeshVQVAE
     from training.data.meshes import SyntheticMeshes
-    from training.evaluate import benchmark, format_report
     from training.mega_conditioned import train_conditioned
     from training.mega_pretrain import PretrainConfig, prepare_pool, pretrain
 
@@ -150,39 +163,39 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     if pre_final.name != "final" or until == "pretrain":
         return None
 
-    def conditioned_stage(stage: str, init: Path, lifter: Path | None = None) -> Path:
+    def conditioned_stage(stage: str, init: Path, lifter: Path | None = None, round_: int = 1) -> Path:
         """Restore the stage's saved state into an empty run folder, then train (or resume) it."""
+        cfg = conditioned_config(m, runs, init, common, stage=stage, lifter=lifter, polish_round=round_)
         if state is not None:
-            restore(state / stage, stage_dir(runs, stage))
-        return train_conditioned(conditioned_config(m, runs, init, common, stage=stage, lifter=lifter),
-                                 tokenizer=tokenizer, pool=pool)
+            restore(state / Path(cfg.out_dir).name, cfg.out_dir)
+        return train_conditioned(cfg, tokenizer=tokenizer, pool=pool)
 
     final = conditioned_stage("conditioned", pre_final)
     if final.name != "final":
         return None
-    hours = {"tokenizer": tokenizer_metrics.get("train_hours"), "pretrain": _hours(pre_final),
-             "conditioned": _hours(final)}
+    hours = {"tokenizer": tokenizer_metrics.get("train_hours"), "pretrain": stage_hours(pre_final),
+             "conditioned": stage_hours(final)}
     if m.tail_steps and until != "conditioned":
         final = conditioned_stage("tail", final)
         if final.name != "final":
             return None
-        hours["warm restart"] = _hours(final)
+        hours["warm restart"] = stage_hours(final)
     if until == "conditioned":
         return None
     if m.lifter_steps and until != "tail":
         lifter = train_lifter_stage(m, runs, pool, threads, state)
         if lifter.name != "final":
             return None
-        hours["lifter"] = _hours(lifter)
-        restarts = [("lifted", m.lifted_steps, "warm restart with the lifter"),
-                    ("polish", m.polish_steps, "third warm restart")]
-        for stage, steps, label in restarts:
+        hours["lifter"] = stage_hours(lifter)
+        restarts = [("lifted", 1, m.lifted_steps, "warm restart with the lifter")]
+        restarts += [("polish", r, m.polish_steps, polish_label(r)) for r in range(1, m.polish_rounds + 1)]
+        for stage, round_, steps, label in restarts:
             if not steps or until == STAGES[STAGES.index(stage) - 1]:
                 break
-            final = conditioned_stage(stage, final, lifter)
+            final = conditioned_stage(stage, final, lifter, round_)
             if final.name != "final":
                 return None
-            hours[label] = _hours(final)
+            hours[label] = stage_hours(final)
     if until in ("tail", "lifter", "lifted", "polish"):
         return None
     if recipe.decoder is not None:
@@ -193,16 +206,7 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
         hours["decoder"] = tokenizer_metrics["decoder"]["train_hours"]
         tokenizer = MeshVQVAE.from_pretrained(tokenizer_dir)
 
-    start = time.perf_counter()
-    result = benchmark(as_shipped(load_mega(final)), tokenizer, BodyAssets.load().coco_regressor,
-                       unconditional_model=load_mega(pre_final))
-    times["evaluation_min"] = (time.perf_counter() - start) / 60
-    result["stage_minutes"] = times
-    result["train_hours"] = hours
-    result["recipe"] = recipe.to_dict()
-    result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-    print(format_report(result))
-    atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
+    result = score_run(recipe, runs, final, tokenizer, load_mega(pre_final), times, hours)
     if install:
         install_model(final, default_model_dir(), result, half=True)
         install_model(pre_final, resources_dir() / "pretrained")
@@ -212,18 +216,45 @@ def run_recipe(recipe: Recipe, runs: str | Path, *, install: bool = True, thread
     return result
 
 
+def score_run(recipe: Recipe, runs: Path, final: Path, tokenizer, pretrained, times: dict[str, float],
+              hours: dict[str, float | None]) -> dict:
+    """The benchmark of a run's final conditioned model as it would be installed (float16 weights), with the
+    recipe, its stage minutes and training hours and the machine; written to ``runs/metrics.json``."""
+    from megaviewer.body.assets import BodyAssets
+    from megaviewer.model.mega import load_mega
+    from training.evaluate import benchmark, format_report
+
+    start = time.perf_counter()
+    result = benchmark(as_shipped(load_mega(final)), tokenizer, BodyAssets.load().coco_regressor,
+                       unconditional_model=pretrained)
+    times["evaluation_min"] = (time.perf_counter() - start) / 60
+    result["stage_minutes"] = times
+    result["train_hours"] = hours
+    result["recipe"] = recipe.to_dict()
+    result["machine"] = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    print(format_report(result))
+    atomic_write_text(runs / "metrics.json", json.dumps(result, indent=2))
+    return result
+
+
 def stage_settings(m: MegaStage, threads: int) -> dict:
     """The settings that pre-training and every conditioned stage of ``m`` share (beside pool and tokenizer)."""
     return dict(preset=m.preset, batch_size=m.batch_size, lr=m.lr, threads=threads, ckpt_every=m.ckpt_every,
                 warmup_steps=m.warmup_steps)
 
 
+def polish_label(round_: int) -> str:
+    """How the recorded training hours name a round of the last warm restart (the recipe's third warm restart)."""
+    return "third warm restart" if round_ == 1 else f"warm restart {round_ + 2}"
+
+
 def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage: str = "conditioned",
-                       lifter: Path | None = None):
+                       lifter: Path | None = None, polish_round: int = 1):
     """The config of a conditioned ``stage``: ``conditioned`` (from the pre-trained ``init``), ``tail``, its warm
     restart (from the conditioned stage's final ``init``, at the tail's learning rate and share of people with
     landmarks), ``lifted``, the second warm restart with the trained ``lifter`` inside the model, or ``polish``, a
-    third one on the same data from the second's final weights."""
+    third one on the same data from the second's final weights; its ``polish_round``-th repetition starts from the
+    previous round's final weights, in its own folder (:func:`polish_stage`) and with its own data seed."""
     from training.evaluate import TRAINING_LANDMARK_PROB, training_observations
     from training.mega_conditioned import ConditionedConfig
     from training.mega_losses import LossWeights
@@ -239,7 +270,10 @@ def conditioned_config(m: MegaStage, runs: Path, init: Path, common: dict, stage
     elif stage in ("lifted", "polish"):
         lr = m.lifted_lr if stage == "lifted" else m.polish_lr
         settings.update(lr=lr, warmup_steps=m.tail_warmup_steps, lifter=str(lifter))
-    return ConditionedConfig(out_dir=str(stage_dir(runs, stage)), steps=steps, init=str(init), masking=m.masking,
+    if stage == "polish":
+        settings.update(seed=polish_round - 1)
+    out_dir = stage_dir(runs, polish_stage(polish_round) if stage == "polish" else stage)
+    return ConditionedConfig(out_dir=str(out_dir), steps=steps, init=str(init), masking=m.masking,
                              reprojection_rows=m.reprojection_rows, fresh_lr_scale=m.fresh_lr_scale,
                              weights=LossWeights(code_smoothing=m.code_smoothing, lifting=m.lifting),
                              kinds=("keypoints", "landmarks") if m.landmarks else None, observation=observation,
