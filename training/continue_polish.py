@@ -6,7 +6,8 @@ already installed without rerunning the hours of stages before them. Round ``r``
 final weights (the installed model is the recipe's last round), trains exactly as
 :func:`training.run_recipe.run_recipe` would (:func:`training.run_recipe.conditioned_config` with
 ``polish_round=r``: the same data, learning rate and frozen keypoint lifter, its own data seed) and writes
-``runs/polish_<r>/``.
+``runs/polish_<r>/``. One difference: its 2D loss decodes through the installed tokenizer, whose decoder the recipe
+fine-tunes after its rounds (the token ids, and so the pool and the targets, are the same).
 
 With ``state_dir`` each finished round's weights are kept there in float16 (``polish_<r>/``, replacing the
 round before: a warm restart starts with fresh optimizer moments and schedule, so the weights are the whole state
