@@ -311,7 +311,6 @@ def models_section(c: dict | None, loop: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
-
 def polish_text(stage: dict) -> str:
     """The recipe's last warm restart, and its rounds when it ran more than one."""
     rounds = stage.get("polish_rounds", 1)
@@ -320,6 +319,7 @@ def polish_text(stage: dict) -> str:
         return text + " on the same data"
     return text + (f" on the same data, run {rounds} times in all, each round from the previous round's weights "
                    "with its own data seed")
+
 
 def _mega_recipe(m: dict) -> list[str]:
     """The recipe ``megaviewer-train recipe`` recorded and the wall-clock minutes of the stages it ran."""

@@ -149,7 +149,7 @@ def _recipe_parsers(sub) -> None:
     v.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
 
     p = sub.add_parser("polish", help="add rounds of a recipe's last warm restart to an installed model "
-                                      "(each about half an hour on a 2-core CPU)")
+                                      "(each half an hour to an hour on a 2-core CPU)")
     p.add_argument("--recipe", default="default", choices=sorted(RECIPES), help="the installed model's recipe")
     p.add_argument("--rounds", type=int, required=True,
                    help="rounds in all, counting those the installed model ran (its metrics.json records them)")

@@ -1,9 +1,9 @@
 """More rounds of a recipe's last warm restart on top of an installed model, carried across machines.
 
 Why: each round of the last warm restart (``MegaStage.polish_rounds``) lowers the benchmark error by a fraction of
-a millimetre, and a round takes about half an hour on a 2-core CPU, so rounds are worth adding to a model that is
-already installed without rerunning the hours of stages before them. Round ``r`` starts from round ``r - 1``'s
-final weights (the installed model is the recipe's last round), trains exactly as
+a millimetre, and a round of 6,000 steps takes half an hour to an hour on a 2-core CPU, so rounds are worth adding
+to a model that is already installed without rerunning the hours of stages before them. Round ``r`` starts from
+round ``r - 1``'s final weights (the installed model is the recipe's last round), trains exactly as
 :func:`training.run_recipe.run_recipe` would (:func:`training.run_recipe.conditioned_config` with
 ``polish_round=r``: the same data, learning rate and frozen keypoint lifter, its own data seed) and writes
 ``runs/polish_<r>/``. One difference: its 2D loss decodes through the installed tokenizer, whose decoder the recipe
@@ -53,22 +53,22 @@ def weights_digest(model_dir: Path) -> str:
     return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
 
 
-def latest_kept_round(state_dir: Path, installed: str) -> tuple[int, Path] | None:
-    """The latest finished round kept in ``state_dir`` and its folder; refused when it continues other weights
-    than the installed ones. Its ``round.json`` also records the training hours of every round so far."""
+def latest_kept_round(state_dir: Path, installed: str) -> tuple[int, Path, dict] | None:
+    """The latest finished round kept in ``state_dir``, its folder and its ``round.json`` record (which also holds
+    the training hours of every round so far); refused when it continues other weights than the installed ones."""
     kept = []
     for folder in state_dir.glob("polish_*"):
-        record = folder / ROUND_FILE
-        if folder.is_dir() and record.exists() and (folder / "model.safetensors").exists():
-            kept.append((int(json.loads(record.read_text())["round"]), folder))
+        if folder.is_dir() and (folder / ROUND_FILE).exists() and (folder / "model.safetensors").exists():
+            record = json.loads((folder / ROUND_FILE).read_text())
+            kept.append((int(record["round"]), folder, record))
     if not kept:
         return None
-    round_, folder = max(kept)
-    continues = json.loads((folder / ROUND_FILE).read_text())["continues"]
+    round_, folder, record = max(kept, key=lambda item: item[0])
+    continues = record["continues"]
     if continues != installed:
         raise ValueError(f"{folder} continues other weights than the installed model's (sha256 {continues[:12]} "
                          f"against {installed[:12]}): use a fresh --state folder, or install the model it continues")
-    return round_, folder
+    return round_, folder, record
 
 
 def keep_round(state_dir: Path, final: Path, round_: int, installed: str, hours: dict[str, float | None]) -> Path:
@@ -78,8 +78,8 @@ def keep_round(state_dir: Path, final: Path, round_: int, installed: str, hours:
     tmp = state_dir / f".{dest.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     install_model(final, tmp, half=True)
-    atomic_write_text(tmp / ROUND_FILE, json.dumps({"round": round_, "continues": installed, "train_hours": hours},
-                                                          indent=2))
+    record = {"round": round_, "continues": installed, "train_hours": hours}
+    atomic_write_text(tmp / ROUND_FILE, json.dumps(record, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     for old in state_dir.glob("polish*"):
@@ -113,8 +113,8 @@ def continue_polish(recipe: Recipe, runs: str | Path, rounds: int, *, model_dir:
     init, start, hours = model_dir, first, {}
     kept = latest_kept_round(Path(state_dir), installed) if state_dir is not None else None
     if kept is not None:
-        start, init = kept
-        hours = json.loads((init / ROUND_FILE).read_text()).get("train_hours", {})
+        start, init, record = kept
+        hours = record.get("train_hours", {})
         print(f"megaviewer-train: continuing from round {start} kept in {init}", flush=True)
     model = load_mega(model_dir)
     if model.conditioning.lifter is None:
