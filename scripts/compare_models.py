@@ -37,6 +37,7 @@ MODELS = {"keypoint_model": "resources/baselines/keypoint_model",
                                            "@resources/baselines/no_lifter_model/tokenizer"),
           "offsets_model": "resources/baselines/offsets_model",
           "dense_model": "resources/baselines/dense_model",
+          "tokens64_model": "resources/baselines/tokens64_model",
           "default": "resources/default",
           "default+expected_codes": "resources/default"}
 WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key poses only, reads keypoints",
@@ -55,9 +56,12 @@ WHAT = {"keypoint_model": "`baseline` recipe: absolute-coordinate tokenizer, key
                          "(token ids unchanged)",
         "dense_model": "the whole `dense_extremities` recipe (the previous default): the same, with the tokenizer's "
                        "coarse levels twice as dense on the hands and feet",
-        "default": "the whole `default` recipe: the same, with 64 tokens instead of 54, the coarse levels three times "
-                   "as dense on the hands and feet, and the hand and foot vertices weighing twice as much in the "
-                   "tokenizer's loss (argmax codes, as the paper decodes)",
+        "tokens64_model": "the `default` recipe with one round of its third warm restart: the same, with 64 tokens "
+                          "instead of 54, the coarse levels three times as dense on the hands and feet, and the hand "
+                          "and foot vertices weighing twice as much in the tokenizer's loss",
+        "default": "the whole `default` recipe: the same, with its third warm restart run six times in all, each "
+                   "round from the previous round's weights with its own data seed (argmax codes, as the paper "
+                   "decodes)",
         "default+expected_codes": "the same model decoding the expected code of each token's predicted "
                                   "distribution instead of its argmax (the engine's default)"}
 TOKENIZER_MESHES = 1024

@@ -49,3 +49,13 @@ def test_time_to_accuracy_target_keeps_landmark_recipes_apart() -> None:
     assert "4.00×" in both and both.endswith("yes |")
     del report["variants"]["lm"]
     assert "3D landmarks)" not in module.targets_section(None, None, None, report)
+
+
+def test_shipped_row_counts_every_conditioned_step() -> None:
+    """The ablation's reference row gives the shipped model's conditioned steps in all: the conditioned stage, each
+    warm restart, and the last warm restart once per round."""
+    count = _update_readme().conditioned_steps
+    assert count({"train_steps": 8_400}) == 8_400
+    stage = {"train_steps": 8_400, "tail_steps": 6_000, "lifted_steps": 6_000, "polish_steps": 6_000}
+    assert count(stage) == 26_400
+    assert count({**stage, "polish_rounds": 6}) == 56_400

@@ -190,7 +190,8 @@ def test_rounds_of_the_last_warm_restart_have_their_own_folder_seed_and_estimate
         polish_stage(0)
     grown = replace(default, mega=m).estimated_minutes()
     assert grown["further warm restarts"] == 2 * grown["third warm restart"]
-    assert "further warm restarts" not in default.estimated_minutes()
+    assert default.estimated_minutes()["further warm restarts"] == 5 * grown["third warm restart"]
+    assert "further warm restarts" not in replace(default, mega=replace(m, polish_rounds=1)).estimated_minutes()
     # save-state snapshots each round's latest checkpoint beside the recipe's stages
     for stage in ("polish", "polish_2", "polish_10"):
         ckpt = runs / stage / "checkpoints" / "step-00000002"

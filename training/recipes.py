@@ -173,9 +173,12 @@ def get_recipe(name: str) -> Recipe:
 # and the codebook learn to spend their bits there, not only the decoder); then MEGA on the key poses mixed with real
 # motion, reading keypoints and the detector's 3D landmarks, trained on the detector's measured gross 2D errors for
 # 8,400 steps, a 6,000-step warm restart with landmarks for half the people, a second one of 6,000 steps with a
-# keypoint lifter answering for the landmarks of the other half, and a third with the same data; last, the
-# tokenizer's decoder is sharpened on the hands and feet with every token id unchanged. The per-step figures are
-# this recipe's own run on 2 torch threads.
+# keypoint lifter answering for the landmarks of the other half, and a third with the same data, repeated in six
+# rounds, each from the previous round's weights (rounds 2 to 6 were added to the installed model with
+# ``megaviewer-train polish``, on a machine where a step took 0.53-0.65 s instead of this recipe's 0.25: 4.8 hours);
+# last, the tokenizer's decoder is sharpened on the hands and feet with every token id unchanged (the shipped decoder
+# was sharpened after round 1, and rounds 2 to 6 decoded their 2D loss through it: the same token ids). The per-step
+# figures are this recipe's own run on 2 torch threads.
 # How the tokenizer was chosen: 12,000-step probes (batch 16, density 3, motion prior, 1,024 held-out key-pose
 # meshes, mm): hand/foot vertex p95 36.7 with 54 tokens and weight 1, 30.8 with weight 2 (PVE 10.7 against 11.2),
 # 33.7 with weight 4 (PVE 12.4: too much), 32.6 with 64 tokens (PVE 10.6, PA-MPJPE 8.4 against 8.9). A decoder made
@@ -188,7 +191,7 @@ register(Recipe(
     tokenizer=TokenizerStage(steps=100_000, batch_size=16, lr=6e-3, channels=(16, 32, 64), residual_scale=5.0,
                              extremity_density=3.0, extremity_weight=2.0, tokens=64, seconds_per_step=0.097),
     mega=MegaStage(landmarks=True, gross_2d_errors=True, train_steps=8_400, tail_steps=6_000, lifter_steps=10_000,
-                   lifted_steps=6_000, polish_steps=6_000, pretrain_seconds_per_step=0.18,
+                   lifted_steps=6_000, polish_steps=6_000, polish_rounds=6, pretrain_seconds_per_step=0.18,
                    train_seconds_per_step=0.25, lifter_seconds_per_step=0.035),
     decoder=DecoderStage(steps=24_000),
 ))
