@@ -612,8 +612,9 @@ def body_section(assets: dict | None, priors: list[dict]) -> str:
     return "### Body model and pose prior\n\n" + "\n\n".join(out) + "\n" if out else ""
 
 
-def bench_section(b: dict | None, other: dict | None = None) -> str:
-    """The speed report; ``other``: the same benchmark of another model in the same sitting (the keypoint model)."""
+def bench_section(b: dict | None, other: dict | None = None, second: dict | None = None) -> str:
+    """The speed report; ``other``: the same benchmark of another model in the same sitting (the keypoint model);
+    ``second``: the same model on another machine, whose targets may differ from the first's (a slower CPU)."""
     if not b:
         return ""
     out = [f"### Speed (`{_command(b, 'scripts/bench.py --repeats 30')}`, medians, CPU)\n",
@@ -627,6 +628,15 @@ def bench_section(b: dict | None, other: dict | None = None) -> str:
         out += ["", f"The model reads {' and '.join(b['environment'].get('conditioning', []))}; the keypoint model "
                     f"(`{_command(other, '')}`, run right after it) measures "
                 + ", ".join(f"{c['what']} {c['value']:.3g}" for c in checks.values()) + "."]
+    if second:
+        env, detector = second.get("environment", {}), second.get("results", {}).get("detector", {}).get("single")
+        mine = b.get("results", {}).get("detector", {}).get("single")
+        out += ["", f"On another 2-core CPU ({env.get('cpu_model', 'unknown')}, torch {env.get('torch_threads')} "
+                    f"threads; `{_command(second, '')}`) the same model measures "
+                + ", ".join(f"{c['what']} {c['value']:.3g}" + ("" if c["met"] else " (**not met**)")
+                            for c in second.get("checks", {}).values())
+                + (f"; MediaPipe's detector alone takes {detector['median_ms']:.0f} ms there against "
+                   f"{mine['median_ms']:.0f} on the machine above" if detector and mine else "") + "."]
     out += ["", "All medians (ms) by measurement:", "", "| measurement | median ms |", "|---|---|"]
 
     def walk(prefix: str, node) -> None:
@@ -936,7 +946,8 @@ def generated_block() -> str:
         body_section(_load(res / "body" / "anny.json"),
                      [_load(res / "figures" / f"{name}.json") for name in PRIOR_STATS
                       if (res / "figures" / f"{name}.json").exists()]),
-        bench_section(_load(res / "bench" / "bench_cpu.json"), _load(res / "bench" / "bench_cpu_keypoint_model.json")),
+        bench_section(_load(res / "bench" / "bench_cpu.json"), _load(res / "bench" / "bench_cpu_keypoint_model.json"),
+                      _load(res / "bench" / "bench_cpu_second_machine.json")),
         fast_path_section(_load(res / "bench" / "fast_path_before_after.json")),
         routes_section(_load(res / "bench" / "cpu_routes.json")),
     ) if s)

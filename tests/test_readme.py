@@ -59,3 +59,22 @@ def test_shipped_row_counts_every_conditioned_step() -> None:
     stage = {"train_steps": 8_400, "tail_steps": 6_000, "lifted_steps": 6_000, "polish_steps": 6_000}
     assert count(stage) == 26_400
     assert count({**stage, "polish_rounds": 6}) == 56_400
+
+
+def test_speed_on_a_second_machine_says_which_targets_it_misses() -> None:
+    """The same benchmark on another CPU gets a line of its own that names that CPU and marks each missed target,
+    beside the first machine's table (which it does not change)."""
+    module = _update_readme()
+
+    def report(cpu, stochastic_ms, detector_ms, command):
+        checks = {"stochastic": {"what": "stochastic Q=16, T=5, ms", "value": stochastic_ms, "better": "lower",
+                                 "target": 150.0, "met": stochastic_ms <= 150.0}}
+        return {"command": command, "environment": {"cpu_model": cpu, "torch_threads": 2}, "checks": checks,
+                "results": {"detector": {"single": {"median_ms": detector_ms}}}}
+
+    first = report("Intel", 97.0, 33.0, "scripts/bench.py --repeats 30")
+    text = module.bench_section(first, None, report("AMD EPYC", 178.0, 56.0, "scripts/bench.py --out x.json"))
+    line = next(r for r in text.splitlines() if r.startswith("On another 2-core CPU"))
+    assert "AMD EPYC" in line and "178 (**not met**)" in line and "56 ms there against 33" in line
+    assert "| stochastic Q=16, T=5, ms | 97 |" in text
+    assert "On another" not in module.bench_section(first)
